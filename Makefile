@@ -1,0 +1,45 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   installs what the data engine needs and runs it on the bundled sample data
+#   make test   installs the test dependencies and runs the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PIP_FLAGS ?= -q --disable-pip-version-check
+
+.PHONY: demo test test-fast lint format clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install $(PIP_FLAGS) -U pip
+
+$(VENV)/.demo-installed: $(VENV)/bin/python pyproject.toml requirements/nodeps.txt
+	$(PIP) install $(PIP_FLAGS) -e '.[demo]'
+	$(PIP) install $(PIP_FLAGS) --no-deps -r requirements/nodeps.txt
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/bin/python pyproject.toml requirements/nodeps.txt
+	$(PIP) install $(PIP_FLAGS) -e '.[all,dev]'
+	$(PIP) install $(PIP_FLAGS) --no-deps -r requirements/nodeps.txt
+	touch $@ $(VENV)/.demo-installed
+
+demo: $(VENV)/.demo-installed
+	$(VENV)/bin/mmat release examples/release/*.jsonl --out out/demo/release
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest
+
+test-fast: $(VENV)/.test-installed
+	$(PY) -m pytest -m "not slow and not heavy"
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

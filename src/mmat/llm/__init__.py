@@ -1,0 +1,1 @@
+"""Teacher and student model clients: OpenAI-compatible HTTP, embedded local model, batch API, mock server."""

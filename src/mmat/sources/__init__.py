@@ -1,0 +1,1 @@
+"""Foundation loaders, one per dataset, and the question templates."""

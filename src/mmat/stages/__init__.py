@@ -1,0 +1,1 @@
+"""The four stages after Foundation: rationale, reflection, integration, quality."""
