@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from mmat.schema import ImageRef, ToolResult
 
@@ -45,3 +45,23 @@ class Tool(ABC):
     @abstractmethod
     def run(self, images: Sequence[ImageRef], **args: Any) -> ToolResult:
         """Run on the sample's images and return the structured payload and the rendered text."""
+
+
+class ToolProvider(Protocol):
+    """What the engine and the agent runtime need from the tool layer (``mmat.tools.runner.ToolRunner``).
+
+    Results are cached by (image sha256, tool, version, normalised args); errors come back inside the
+    :class:`~mmat.schema.ToolResult`, never as exceptions.
+    """
+
+    async def run(self, name: str, images: Sequence[ImageRef], **args: Any) -> ToolResult:
+        """Run one operator by its name in the data (``ocr``, ``label_bbox``...)."""
+        ...
+
+    async def search(self, query: str, *, k: int | None = None) -> ToolResult:
+        """RAG search: the top-k snippets, rendered as the observation text."""
+        ...
+
+    def available(self) -> dict[str, str]:
+        """Operator name -> one-line description, for operators that can run here."""
+        ...
