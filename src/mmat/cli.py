@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:attribute", one-line help shown by `mmat --help`)
     "plugins": ("mmat.cli:plugins", "List registered sources, tools, teachers and exporters."),
     "config": ("mmat.cli:config_cmd", "Print the default run configuration as YAML."),
+    "mock-teacher": ("mmat.llm.commands:mock_teacher", "Serve a mock OpenAI-compatible teacher on 127.0.0.1."),
     "release": ("mmat.cli:release", "Check or re-export MMAT-1M release files (RR_sys / ORR jsonl)."),
 }
 
