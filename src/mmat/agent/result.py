@@ -28,7 +28,11 @@ class AgentResult(Record):
 
     ``messages`` is the exact conversation sent to and received from the model (role, content);
     ``error`` is set when the run ended without an answer (malformed output after the re-ask, step or
-    time limit), and ``answer`` is then empty.
+    time limit), and ``answer`` is then empty. ``error_kind`` names the failure for counting:
+    ``malformed_step``, ``malformed_answer``, ``empty_answer``, ``step_limit``, ``time_limit`` or
+    ``model_error``. ``turn_latencies_s`` holds one entry per model call (re-asks and the summarise
+    turn included); ``step_tool_wall_s`` the wall time of each RR step's parallel operator batch (and
+    of the ORR batch); ``reasks`` counts corrective re-asks after a malformed step.
     """
 
     mode: AgentMode
@@ -43,6 +47,11 @@ class AgentResult(Record):
     latency_s: float = 0.0
     model_calls: int = 0
     error: str | None = None
+    error_kind: str | None = None
+    reasks: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    step_tool_wall_s: list[float] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:
