@@ -1,0 +1,84 @@
+"""The VQA answer normalisation that VLMEvalKit and OmniSearch both inherit from the VQA v2 evaluator.
+
+Kept verbatim in behaviour, including its quirks: ``process_punctuation`` deletes a punctuation mark
+when it touches a space (or the text has a ``digit,digit`` group) and otherwise turns it into a space;
+the period pattern ``(?!<=\\d)(\\.)(?!\\d)`` drops every period that is not followed by a digit, and
+the original passes ``re.UNICODE`` as the *count* argument of ``re.sub``, so at most 32 are removed.
+"""
+
+from __future__ import annotations
+
+import re
+
+CONTRACTIONS = {
+    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
+    "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't",
+    "dont": "don't", "hadnt": "hadn't", "hadnt've": "hadn't've", "hadn'tve": "hadn't've",
+    "hasnt": "hasn't", "havent": "haven't", "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've",
+    "hes": "he's", "howd": "how'd", "howll": "how'll", "hows": "how's", "Id've": "I'd've",
+    "I'dve": "I'd've", "Im": "I'm", "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itd've": "it'd've",
+    "it'dve": "it'd've", "itll": "it'll", "let's": "let's", "maam": "ma'am", "mightnt": "mightn't",
+    "mightnt've": "mightn't've", "mightn'tve": "mightn't've", "mightve": "might've",
+    "mustnt": "mustn't", "mustve": "must've", "neednt": "needn't", "notve": "not've",
+    "oclock": "o'clock", "oughtnt": "oughtn't", "ow's'at": "'ow's'at", "'ows'at": "'ow's'at",
+    "'ow'sat": "'ow's'at", "shant": "shan't", "shed've": "she'd've", "she'dve": "she'd've",
+    "she's": "she's", "shouldve": "should've", "shouldnt": "shouldn't", "shouldnt've": "shouldn't've",
+    "shouldn'tve": "shouldn't've", "somebody'd": "somebodyd", "somebodyd've": "somebody'd've",
+    "somebody'dve": "somebody'd've", "somebodyll": "somebody'll", "somebodys": "somebody's",
+    "someoned": "someone'd", "someoned've": "someone'd've", "someone'dve": "someone'd've",
+    "someonell": "someone'll", "someones": "someone's", "somethingd": "something'd",
+    "somethingd've": "something'd've", "something'dve": "something'd've",
+    "somethingll": "something'll", "thats": "that's", "thered": "there'd", "thered've": "there'd've",
+    "there'dve": "there'd've", "therere": "there're", "theres": "there's", "theyd": "they'd",
+    "theyd've": "they'd've", "they'dve": "they'd've", "theyll": "they'll", "theyre": "they're",
+    "theyve": "they've", "twas": "'twas", "wasnt": "wasn't", "wed've": "we'd've", "we'dve": "we'd've",
+    "weve": "we've", "werent": "weren't", "whatll": "what'll", "whatre": "what're", "whats": "what's",
+    "whatve": "what've", "whens": "when's", "whered": "where'd", "wheres": "where's",
+    "whereve": "where've", "whod": "who'd", "whod've": "who'd've", "who'dve": "who'd've",
+    "wholl": "who'll", "whos": "who's", "whove": "who've", "whyll": "why'll", "whyre": "why're",
+    "whys": "why's", "wont": "won't", "wouldve": "would've", "wouldnt": "wouldn't",
+    "wouldnt've": "wouldn't've", "wouldn'tve": "wouldn't've", "yall": "y'all", "yall'll": "y'all'll",
+    "y'allll": "y'all'll", "yall'd've": "y'all'd've", "y'alld've": "y'all'd've",
+    "y'all'dve": "y'all'd've", "youd": "you'd", "youd've": "you'd've", "you'dve": "you'd've",
+    "youll": "you'll", "youre": "you're", "youve": "you've",
+}  # fmt: skip
+
+NUMBER_WORDS = {
+    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+}  # fmt: skip
+
+ARTICLES = ("a", "an", "the")
+
+PUNCTUATION = [";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]  # fmt: skip
+
+_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
+_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+_PERIOD_STRIP_COUNT = int(re.UNICODE)  # the reference passes re.UNICODE (32) as the count
+
+
+def process_punctuation(text: str) -> str:
+    """Remove or space out punctuation exactly as the VQA evaluator does."""
+    out = text
+    for mark in PUNCTUATION:
+        if (mark + " " in text or " " + mark in text) or _COMMA_STRIP.search(text) is not None:
+            out = out.replace(mark, "")
+        else:
+            out = out.replace(mark, " ")
+    return _PERIOD_STRIP.sub("", out, count=_PERIOD_STRIP_COUNT)
+
+
+def process_digit_article(text: str) -> str:
+    """Lower-case, map number words to digits, drop articles, restore contractions."""
+    words = []
+    for word in text.lower().split():
+        word = NUMBER_WORDS.get(word, word)
+        if word not in ARTICLES:
+            words.append(word)
+    return " ".join(CONTRACTIONS.get(word, word) for word in words)
+
+
+def normalize_vqa_answer(text: str) -> str:
+    """Newlines and tabs to spaces, strip, then punctuation, then digits and articles."""
+    text = text.replace("\n", " ").replace("\t", " ").strip()
+    return process_digit_article(process_punctuation(text))
