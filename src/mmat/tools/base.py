@@ -65,3 +65,45 @@ class ToolProvider(Protocol):
     def available(self) -> dict[str, str]:
         """Operator name -> one-line description, for operators that can run here."""
         ...
+
+
+class ToolContext(Protocol):
+    """What a tool that needs the teacher or other operators gets from the runner (:class:`AsyncTool`)."""
+
+    chat: Any
+    """The engine's ``StageContext.chat``-shaped async callable, or ``None`` without a teacher."""
+
+    async def run(self, name: str, images: Sequence[ImageRef], **args: Any) -> ToolResult:
+        """Run another operator (cached and de-duplicated like any call)."""
+        ...
+
+    def available(self) -> dict[str, str]:
+        """Operators that can run here."""
+        ...
+
+
+class AsyncTool(Tool):
+    """A tool that awaits the teacher or other operators (the CCoT caption) instead of computing itself.
+
+    The runner awaits :meth:`arun` on the event loop rather than sending :meth:`run` to the worker pool.
+    """
+
+    def run(self, images: Sequence[ImageRef], **args: Any) -> ToolResult:
+        raise TypeError(f"{type(self).__name__} runs through ToolRunner; await arun(images, ctx, ...)")
+
+    @abstractmethod
+    async def arun(self, images: Sequence[ImageRef], ctx: ToolContext, **args: Any) -> ToolResult:
+        """Compute the result, asking ``ctx`` for teacher calls and other operators."""
+
+
+class BatchTool(Tool):
+    """A tool whose backend gains from running several calls at once (a detector on a GPU).
+
+    The runner groups concurrent calls up to ``max_batch`` and hands them to :meth:`run_batch`.
+    """
+
+    max_batch: ClassVar[int] = 8
+
+    def run_batch(self, calls: Sequence[tuple[Sequence[ImageRef], dict[str, Any]]]) -> list[ToolResult]:
+        """Run several calls; the default runs them one by one."""
+        return [self.run(images, **args) for images, args in calls]
