@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Sequence
 
@@ -88,7 +89,7 @@ async def test_history_is_resent_byte_identical_and_images_encoded_once(
     assert result.ok, result.error
     requests = sent(mock_server)
     assert len(requests) == 4
-    for before, after in zip(requests, requests[1:], strict=False):
+    for before, after in itertools.pairwise(requests):
         prefix = after[: len(before)]
         assert json.dumps(prefix, ensure_ascii=False) == json.dumps(before, ensure_ascii=False)
     image_part = requests[0][1]["content"][0]  # type: ignore[index]
