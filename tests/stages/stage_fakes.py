@@ -96,3 +96,25 @@ def tabmwp_sample(*qas: QA) -> Sample:
         images=[ImageRef(path="tables/22084.png", root=str(EXAMPLES))],
         qas=list(qas),
     )
+
+
+class ServerContext(FakeContext):
+    """Like FakeContext, but every teacher call goes over HTTP to a MockTeacherServer."""
+
+    def __init__(self, base_url: str, **kwargs: Any) -> None:
+        from mmat.llm.openai_client import OpenAITeacher
+
+        super().__init__(**kwargs)
+        self.teacher = OpenAITeacher(base_url, "mock-teacher", api_key_env=None)
+
+    async def chat(
+        self,
+        messages: list[ChatMessage],
+        *,
+        purpose: str,
+        prompt_hash: str,
+        params: DecodingParams | None = None,
+    ) -> Completion:
+        assert prompt_hash
+        self.calls.append((purpose, messages))
+        return await self.teacher.complete(messages, params or DecodingParams())
