@@ -97,3 +97,21 @@ def decode_image(data: bytes, *, name: str = "image", max_pixels: int = MAX_IMAG
 def load_image(ref: ImageRef) -> Image.Image:
     """Read and decode ``ref`` with every guard of this module."""
     return decode_image(read_image_bytes(ref), name=f"image {ref.path}")
+
+
+def check_image(
+    ref: ImageRef, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+) -> ImageRef:
+    """Read, hash and fully decode ``ref`` once; return a copy with ``sha256``, ``width``, ``height``.
+
+    This is the lazy check a sample's images get when they are first needed: inside the root, present,
+    under the byte and pixel limits (decompression-bomb guard), decodable, unchanged since recorded.
+
+    Raises:
+        ImageError: the reason says which check failed.
+    """
+    data = read_image_bytes(ref, max_bytes=max_bytes)
+    image = decode_image(data, name=f"image {ref.path}", max_pixels=max_pixels)
+    return ref.model_copy(
+        update={"sha256": hashlib.sha256(data).hexdigest(), "width": image.width, "height": image.height}
+    )
