@@ -22,7 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("mmat.cli:plugins", "List registered sources, tools, teachers and exporters."),
     "config": ("mmat.cli:config_cmd", "Print the default run configuration as YAML."),
     "mock-teacher": ("mmat.llm.commands:mock_teacher", "Serve a mock OpenAI-compatible teacher on 127.0.0.1."),
+    "eval": ("mmat.eval.cli:eval_cmd", "Evaluate a model on benchmarks in baseline, ORR and RR modes; report."),
     "release": ("mmat.cli:release", "Check or re-export MMAT-1M release files (RR_sys / ORR jsonl)."),
+    "sources": ("mmat.sources.cli:sources_cmd", "List the Foundation source loaders."),
+    "foundation": ("mmat.sources.cli:foundation_cmd", "Turn one source dataset into Foundation samples."),
 }
 
 
