@@ -28,6 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("mmat.cli:release", "Check or re-export MMAT-1M release files (RR_sys / ORR jsonl)."),
     "sources": ("mmat.sources.cli:sources_cmd", "List the Foundation source loaders."),
     "foundation": ("mmat.sources.cli:foundation_cmd", "Turn one source dataset into Foundation samples."),
+    "export": ("mmat.export.cli:export_cmd", "Export a build into ms-swift, LLaMA-Factory, LLaVA, Parquet or MMAT-1M files."),
+    "card": ("mmat.export.cli:card_cmd", "Write the dataset card (README.md) of a build: provenance, statistics, licences."),
+    "view": ("mmat.viewer.cli:view", "Browse a build in a local web viewer (127.0.0.1): samples, boxes, statistics."),
 }
 
 
