@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("mmat.export.cli:export_cmd", "Export a build into ms-swift, LLaMA-Factory, LLaVA, Parquet or MMAT-1M files."),
     "card": ("mmat.export.cli:card_cmd", "Write the dataset card (README.md) of a build: provenance, statistics, licences."),
     "view": ("mmat.viewer.cli:view", "Browse a build in a local web viewer (127.0.0.1): samples, boxes, statistics."),
+    "build": ("mmat.pipeline.cli:build_cmd", "Run the data engine: sources -> stages -> exports -> report (resumable)."),
 }
 
 
