@@ -339,3 +339,32 @@ def test_close_signal_only_when_cut() -> None:
         close_signal("<THOUGHT>a</THOUGHT><SIGNAL>end</SIGNAL>") == "<THOUGHT>a</THOUGHT><SIGNAL>end</SIGNAL>"
     )
     assert close_signal("no tags at all") == "no tags at all"
+
+
+@pytest.mark.slow
+async def test_real_tool_runner_reads_the_table_with_rapidocr(
+    mock_server: MockTeacherServer, table_image: ImageRef
+) -> None:
+    """The live tool layer: ToolRunner with RapidOCR on a real TabMWP table."""
+    from mmat.config import RunConfig
+    from mmat.tools.runner import ToolRunner
+
+    config = RunConfig().with_overrides({"tools.enabled": ["ocr"]})
+    mock_server.script(
+        [
+            "<THOUGHT>Read the pay stub.</THOUGHT><OPERATOR>ocr</OPERATOR><SIGNAL>continue</SIGNAL>",
+            "<THOUGHT>3,900.00 - 1,074.65 = 2,825.35</THOUGHT><SIGNAL>end</SIGNAL>",
+            "2,825.35",
+        ]
+    )
+    async with ToolRunner(config) as runner:
+        if "ocr" not in runner.available():
+            pytest.fail(f"RapidOCR must be installed for this test: {runner.unavailable()}")
+        result = await Agent(model_for(mock_server), runner).answer([table_image], QUESTION)
+    assert result.ok, result.error
+    observation = result.messages[3]["content"]
+    assert observation.startswith("Here are ocr results from the previous step: ")
+    assert observation.endswith(" Please continue your reasoning.")
+    for cell in ("Total earnings", "$3,900.00", "$504.30", "$272.00", "$298.35"):
+        assert cell in observation
+    assert result.operator_timings[0].tool == "ocr" and result.operator_timings[0].error is None
