@@ -1,0 +1,126 @@
+"""A tiny randomly-initialised LLaVA-family VLM built offline, for tests, demos and CPU benchmarks.
+
+Nothing is downloaded: the byte-level BPE tokenizer is trained with ``tokenizers`` on the texts given,
+the image processor is transformers' PIL CLIP processor (no torchvision), and the model is a
+LLaVA with a 2-layer CLIP vision tower and a 2-layer Llama language model built from configs. The saved
+folder loads with ``AutoProcessor`` / ``AutoModelForImageTextToText`` like any checkpoint, so
+``mmat train --model FOLDER`` exercises the real loading path.
+
+Example:
+    >>> build_tiny_llava(Path("out/tiny-llava"), texts=["<THOUGHT>...</THOUGHT>"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""A ChatML template: the same shape as Qwen's and InternVL's, with LLaVA's ``<image>`` token."""
+
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<image>", "<|im_start|>", "<|im_end|>")
+
+
+def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 512) -> object:
+    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on ``texts`` (offline, a second or less)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(list(texts), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+
+
+def build_tiny_llava(
+    out_dir: Path,
+    *,
+    texts: Iterable[str] = ("<THOUGHT>a</THOUGHT><SIGNAL>continue</SIGNAL>",),
+    hidden_size: int = 32,
+    layers: int = 2,
+    image_size: int = 28,
+    vocab_size: int = 512,
+    seed: int = 0,
+) -> Path:
+    """Build, save and return the folder of a tiny random LLaVA with its processor.
+
+    Args:
+        out_dir: where the checkpoint goes (``config.json``, weights, tokenizer, processor files).
+        texts: what the tokenizer is trained on (pass the training texts for short sequences).
+        hidden_size, layers: size of both towers.
+        image_size: the square input of the vision tower (patch size 14).
+    """
+    import torch
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        chat_template=CHAT_TEMPLATE,
+        num_additional_image_tokens=1,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=14,
+        projection_dim=hidden_size,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),  # type: ignore[arg-type]
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        pad_token_id=tokenizer.pad_token_id,  # type: ignore[attr-defined]
+        bos_token_id=tokenizer.bos_token_id,  # type: ignore[attr-defined]
+        eos_token_id=tokenizer.eos_token_id,  # type: ignore[attr-defined]
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),  # type: ignore[attr-defined,call-arg]
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir))
+    processor.save_pretrained(str(out_dir))
+    return out_dir
