@@ -221,7 +221,9 @@ class GenericSource(FileSource):
 
         subset = get(fields.subset) or options.subset or path.stem
         original = get(fields.id)
-        sample_id = self.sample_id(str(subset), original if original is not None else f"{path.stem}-{index}")
+        if original is None:
+            original = f"{split}-{path.stem}-{index}" if split else f"{path.stem}-{index}"
+        sample_id = self.sample_id(str(subset), original)
         try:
             question = get(fields.question)
             answer = get(fields.answer)

@@ -98,7 +98,9 @@ class _Buffer:
             except json.JSONDecodeError as error:
                 # Only an error at the end of the window (or an unterminated string) can be a cut;
                 # anything earlier is a real syntax error and reading on would not fix it.
-                cut = error.pos >= len(self.text) - 1 or error.msg.startswith("Unterminated string")
+                # (a literal like ``nul`` or an escape like ``\u00`` cut short fails a few characters
+                # before the end, hence the margin).
+                cut = error.pos >= len(self.text) - 8 or error.msg.startswith("Unterminated string")
                 if cut and self.fill():
                     continue
                 raise
