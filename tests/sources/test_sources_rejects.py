@@ -174,7 +174,7 @@ def test_broken_json_document_rejects_the_rest_and_says_where(tmp_path: Path) ->
 def test_bad_options_and_unknown_source_fail_before_reading() -> None:
     with pytest.raises(ConfigError, match=r"bad options .*nonsense.*valid options: .*check_images"):
         load(SourceConfig(name="tabmwp", root=".", options={"nonsense": 1}))
-    with pytest.raises(UnknownPluginError, match="valid names: .*tabmwp"):
+    with pytest.raises(UnknownPluginError, match=r"valid names: .*tabmwp"):
         load(SourceConfig(name="tabmwpp", root="."))
     with pytest.raises(ConfigError, match="is not a directory"):
         load(SourceConfig(name="tabmwp", root="/no/such/dir"))
