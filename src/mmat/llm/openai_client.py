@@ -37,6 +37,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from mmat.config import TeacherConfig
 from mmat.errors import ConfigError, ImageError, TeacherError
 from mmat.images import read_image_bytes
 from mmat.llm.base import ChatMessage, Completion, DecodingParams, ImagePart, Teacher, TextPart, Usage
@@ -142,6 +143,24 @@ class OpenAITeacher(Teacher):
         self.calls = 0
         self.total_usage = Usage()
         self.total_cost_usd = 0.0
+
+    @classmethod
+    def from_config(cls, config: TeacherConfig) -> OpenAITeacher:
+        """Build from the ``teacher`` section of a run config (``base_url`` is required)."""
+        if not config.base_url:
+            raise ConfigError(
+                "teacher.kind is 'openai' but teacher.base_url is empty; set it, e.g. "
+                "teacher.base_url=https://api.openai.com/v1 or http://127.0.0.1:8000/v1"
+            )
+        return cls(
+            config.base_url,
+            config.model,
+            api_key_env=config.api_key_env,
+            timeout_s=config.timeout_s,
+            prices=config.prices or None,
+            image_detail=config.image_detail,
+            image_max_side=config.image_max_side,
+        )
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAITeacher(base_url={self.base_url!r}, model={self.model!r})"
