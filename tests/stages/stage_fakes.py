@@ -1,14 +1,13 @@
-"""A small in-process StageContext for unit tests of single stages (scenario tests use the engine)."""
+"""Test helpers for the stages: teacher step replies, a real TabMWP sample, canned tools, the engine context."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mmat.config import RunConfig
-from mmat.llm.base import ChatMessage, Completion, DecodingParams
 from mmat.schema import QA, AnswerType, ImageRef, Sample, ToolResult
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data" / "tabmwp"
@@ -24,54 +23,6 @@ def step(thought: str, operators: Sequence[str] = (), query: str | None = None, 
             "next_action": "final_answer" if final else "continue",
         }
     )
-
-
-class FakeContext:
-    """Scripted teacher replies (FIFO), canned operator texts, and a call log."""
-
-    def __init__(
-        self,
-        replies: Sequence[str] = (),
-        *,
-        tools: dict[str, str] | None = None,
-        search: str = "snippet one; snippet two",
-        config: RunConfig | None = None,
-        responder: Callable[[list[ChatMessage], str], str] | None = None,
-    ) -> None:
-        self.config = config or RunConfig()
-        self.replies = list(replies)
-        self.tools = tools if tools is not None else {"ocr": "guacamole | $2 per pound"}
-        self.search_text = search
-        self.responder = responder
-        self.calls: list[tuple[str, list[ChatMessage]]] = []
-        self.tool_calls: list[str] = []
-
-    async def chat(
-        self,
-        messages: list[ChatMessage],
-        *,
-        purpose: str,
-        prompt_hash: str,
-        params: DecodingParams | None = None,
-    ) -> Completion:
-        assert prompt_hash
-        self.calls.append((purpose, messages))
-        if self.responder is not None:
-            return Completion(text=self.responder(messages, purpose))
-        if not self.replies:
-            raise AssertionError(f"no scripted reply left for {purpose}")
-        return Completion(text=self.replies.pop(0))
-
-    async def tool(self, name: str, images: Sequence[ImageRef], **args: Any) -> ToolResult:
-        self.tool_calls.append(name)
-        return ToolResult(tool=name, version="1", text=self.tools[name])
-
-    async def search(self, query: str, *, k: int | None = None) -> ToolResult:
-        self.tool_calls.append(f"rag:{query}")
-        return ToolResult(tool="rag", version="1", text=self.search_text)
-
-    def available_tools(self) -> dict[str, str]:
-        return {name: f"the {name} operator" for name in self.tools}
 
 
 def tabmwp_sample(*qas: QA) -> Sample:
@@ -98,23 +49,31 @@ def tabmwp_sample(*qas: QA) -> Sample:
     )
 
 
-class ServerContext(FakeContext):
-    """Like FakeContext, but every teacher call goes over HTTP to a MockTeacherServer."""
+class FakeTools:
+    """A ToolProvider with canned operator texts and a call log."""
 
-    def __init__(self, base_url: str, **kwargs: Any) -> None:
-        from mmat.llm.openai_client import OpenAITeacher
+    def __init__(self, tools: dict[str, str], search: str = "snippet one; snippet two") -> None:
+        self.tools = tools
+        self.search_text = search
+        self.calls: list[str] = []
 
-        super().__init__(**kwargs)
-        self.teacher = OpenAITeacher(base_url, "mock-teacher", api_key_env=None)
+    async def run(self, name: str, images: Sequence[ImageRef], **args: Any) -> ToolResult:
+        self.calls.append(name)
+        return ToolResult(tool=name, version="1", text=self.tools[name])
 
-    async def chat(
-        self,
-        messages: list[ChatMessage],
-        *,
-        purpose: str,
-        prompt_hash: str,
-        params: DecodingParams | None = None,
-    ) -> Completion:
-        assert prompt_hash
-        self.calls.append((purpose, messages))
-        return await self.teacher.complete(messages, params or DecodingParams())
+    async def search(self, query: str, *, k: int | None = None) -> ToolResult:
+        self.calls.append(f"rag:{query}")
+        return ToolResult(tool="rag", version="1", text=self.search_text)
+
+    def available(self) -> dict[str, str]:
+        return {name: f"the {name} operator" for name in self.tools}
+
+
+def engine_context(base_url: str, config: RunConfig, tools: dict[str, str] | None = None) -> Any:
+    """The engine's real StageContext: OpenAI client -> mock teacher server, limiter, retries, stats."""
+    from mmat.engine import EngineContext
+    from mmat.llm.openai_client import OpenAITeacher
+
+    teacher = OpenAITeacher(base_url, "mock-teacher", api_key_env=None)
+    provider = FakeTools(tools if tools is not None else {"ocr": "guacamole | $2 per pound"})
+    return EngineContext(config, teacher, tools=provider)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
-from stage_fakes import ServerContext, step, tabmwp_sample
+from stage_fakes import engine_context, step, tabmwp_sample
 
 from mmat.config import RunConfig
 from mmat.errors import SampleRejected
@@ -31,6 +32,30 @@ def server() -> Iterator[MockTeacherServer]:
         yield running
 
 
+class Ctx:
+    """The engine context of one scenario, with the call log the assertions read."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.config = engine.config
+        self.teacher = engine.teacher
+        self.calls: list[tuple[str, Any]] = []
+        self.tool_calls: list[str] = engine.tools.calls
+
+    async def chat(self, messages: Any, *, purpose: str, prompt_hash: str, params: Any = None) -> Any:
+        self.calls.append((purpose, messages))
+        return await self.engine.chat(messages, purpose=purpose, prompt_hash=prompt_hash, params=params)
+
+    async def tool(self, name: str, images: Any, **args: Any) -> Any:
+        return await self.engine.tool(name, images, **args)
+
+    async def search(self, query: str, *, k: int | None = None) -> Any:
+        return await self.engine.search(query, k=k)
+
+    def available_tools(self) -> dict[str, str]:
+        return self.engine.available_tools()
+
+
 def config(**stages: object) -> RunConfig:
     base: dict[str, object] = {"general_reflection": False, "math_reflection": False, "quality": False}
     base.update(stages)
@@ -44,10 +69,10 @@ async def run(
     sample: Sample | None = None,
     tools: dict[str, str] | None = None,
     cfg: RunConfig | None = None,
-) -> tuple[Sample, ServerContext]:
+) -> tuple[Sample, Ctx]:
     server.reset()
     server.script(replies)
-    ctx = ServerContext(server.base_url, tools=tools, config=cfg or config())
+    ctx = Ctx(engine_context(server.base_url, cfg or config(), tools))
     current = sample or tabmwp_sample()
     try:
         for stage in default_stages(ctx.config):
