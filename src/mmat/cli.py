@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("mmat.cli:config_cmd", "Print the default run configuration as YAML."),
     "ask": ("mmat.agent.cli:ask", "Ask a tuned model about an image (RR, ORR, baseline)."),
     "serve-agent": ("mmat.agent.cli:serve_agent", "Serve the agent as an OpenAI-compatible endpoint."),
+    "cache": ("mmat.engine.commands:cache", "Show or prune the teacher-call cache (stats, prune)."),
     "mock-teacher": ("mmat.llm.commands:mock_teacher", "Serve a mock OpenAI-compatible teacher on 127.0.0.1."),
     "eval": ("mmat.eval.cli:eval_cmd", "Evaluate a model on benchmarks in baseline, ORR and RR modes; report."),
     "release": ("mmat.cli:release", "Check or re-export MMAT-1M release files (RR_sys / ORR jsonl)."),

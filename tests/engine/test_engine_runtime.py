@@ -340,3 +340,26 @@ def test_sigkill_then_resume_loses_nothing_duplicates_nothing(tmp_path: Path) ->
         wasted = total - server.stats()["unique_prompts"]
         assert wasted <= 8, f"{wasted} requests resent, more than the 8 that can be in flight"
         assert before <= total
+
+
+def test_cache_command_stats_and_prune(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mmat.cli import cli
+    from mmat.llm.base import Completion
+
+    cache = CallCache(tmp_path / "cache")
+    cache.put("k1", Completion(text="a", model="m"), purpose="rationale.step")
+    cache.put("k2", Completion(text="b", model="m"), purpose="quality")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["cache", "stats", "--dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0 and json.loads(result.output)["by_purpose"] == {
+        "quality": 1,
+        "rationale.step": 1,
+    }
+    result = runner.invoke(cli, ["cache", "prune", "--dir", str(tmp_path / "cache"), "--purpose", "quality"])
+    assert result.exit_code == 0 and "deleted 1 entries; 1 left" in result.output
+    result = runner.invoke(cli, ["cache", "prune", "--dir", str(tmp_path / "cache")])
+    assert "say what to prune" in str(result.exception)
+    result = runner.invoke(cli, ["cache", "stats", "--dir", str(tmp_path / "nothing")])
+    assert "no call cache at" in str(result.exception)
