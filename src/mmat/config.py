@@ -86,9 +86,16 @@ class SearchConfig(Section):
     """RAG: the search backend and how many snippets come back (paper: top-k 3)."""
 
     backend: str = "bm25"
-    index: str | None = None
+    index: str | None = Field(default=None, description="an index folder written by `mmat index build`")
+    corpus: str | None = Field(
+        default=None,
+        description="corpus.jsonl to index in memory when no index is given; None = offline Wikipedia summaries",
+    )
     top_k: int = 3
     max_chars: int = 1500
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="backend options (web APIs: api_key_env, base_url, cx...)"
+    )
 
 
 class StagesConfig(Section):

@@ -33,7 +33,7 @@ def test_ocr_finds_every_cell_of_a_table(rapid_ocr, table_ref, tabmwp_problems) 
 def test_blank_image_renders_no_text(rapid_ocr, tmp_path) -> None:
     from PIL import Image
 
-    Image.new("RGB", (300, 200), "white").save(tmp_path / "blank.png")
+    Image.new("RGB", (120, 80), "white").save(tmp_path / "blank.png")
     result = rapid_ocr.run([ImageRef(path=str(tmp_path / "blank.png"))])
     assert result.text == NO_TEXT and result.payload["lines"] == []
 

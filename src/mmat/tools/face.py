@@ -71,7 +71,7 @@ class FaceTool(Tool):
         texts = []
         for ref in images:
             image = load_image(ref)
-            found = []
+            found: list[dict[str, Any]] = []
             for box, score in self.detect(image):
                 x1, y1, x2, y2 = (
                     max(0.0, box[0]),
