@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cache": ("mmat.engine.commands:cache", "Show or prune the teacher-call cache (stats, prune)."),
     "mock-teacher": ("mmat.llm.commands:mock_teacher", "Serve a mock OpenAI-compatible teacher on 127.0.0.1."),
     "eval": ("mmat.eval.cli:eval_cmd", "Evaluate a model on benchmarks in baseline, ORR and RR modes; report."),
+    "train": ("mmat.train.cli:train", "Fine-tune a VLM with LoRA + the Frobenius penalty (PEFT or ms-swift)."),
     "release": ("mmat.cli:release", "Check or re-export MMAT-1M release files (RR_sys / ORR jsonl)."),
     "sources": ("mmat.sources.cli:sources_cmd", "List the Foundation source loaders."),
     "foundation": ("mmat.sources.cli:foundation_cmd", "Turn one source dataset into Foundation samples."),
