@@ -167,11 +167,16 @@ def test_three_modes_resume_report_and_export(
     assert len(server.requests) == before
 
     report_text = run_cli(["eval", "report", str(out)])
-    assert "| Benchmark | mmat-8b / baseline | mmat-8b / orr | mmat-8b / rr |" in report_text
-    assert "| MMStar | 25.0 | 50.0 | 75.0 |" in report_text
-    assert "| OCRBench (/1000) | 333.3 | 666.7 | 1000.0 |" in report_text
+    assert "| Model / mode | MMStar | OCRBench | Avg | latency (s) | x baseline |" in report_text
     # average over the benchmarks present (2 of the paper's 8), OCRBench divided by 10
-    assert re.search(r"\| \*\*Avg\*\* \| 29\.2 \(2/8\) \| 58\.3 \(2/8\) \| 87\.5 \(2/8\) \|", report_text)
+    assert re.search(
+        r"\| mmat-8b / baseline \| 25\.0 \| 333\.3 \| 29\.2 \(2/8\) \| [\d.]+ \| 1\.00x \|", report_text
+    )
+    assert re.search(
+        r"\| mmat-8b / orr \| 50\.0 \| 666\.7 \| 58\.3 \(2/8\) \| [\d.]+ \| [\d.]+x \|", report_text
+    )
+    assert re.search(r"\| mmat-8b / rr \| 75\.0 \| 1000\.0 \| 87\.5 \(2/8\) \|", report_text)
+    assert "## Latency per benchmark" in report_text
     report = json.loads((out / "report.json").read_text())
     assert report["average"]["mmat-8b / rr"] == {"value": 87.5, "count": 2}
     assert report["latency"]["mmat-8b / baseline"]["ratio_to_baseline"] == 1.0
@@ -199,7 +204,8 @@ def test_report_compares_two_models(server: MockTeacherServer, data: dict[str, P
         run_cli(eval_args(server, "MMStar", data["mmstar"], tmp_path / name, "--mode", "baseline"))
     text = run_cli(["eval", "report", str(tmp_path / "base-model"), str(tmp_path / "tuned-model"),
                     "--output", str(tmp_path / "cmp"), "--no-chart"])  # fmt: skip
-    assert "| MMStar | 25.0 | 25.0 |" in text
+    assert "| base-model / baseline | 25.0 | 25.0 (1/8) |" in text
+    assert "| tuned-model / baseline | 25.0 | 25.0 (1/8) |" in text
     assert (tmp_path / "cmp" / "report.md").is_file() and not (tmp_path / "cmp" / "report.png").exists()
 
 
