@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: demo test test-fast lint format clean
+.PHONY: demo test test-fast lint format clean browser
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,13 @@ $(VENV)/.test-installed: $(VENV)/bin/python pyproject.toml requirements/nodeps.t
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/mmat release examples/release/*.jsonl --out out/demo/release
 
-test: $(VENV)/.test-installed
+test: $(VENV)/.test-installed $(if $(wildcard /usr/bin/chromium),,browser)
 	$(PY) -m pytest
+
+# The viewer's browser tests drive Debian chromium through Playwright (never `playwright install`).
+# `make test` runs this only when /usr/bin/chromium is missing; it needs root (CI runs as root).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 test-fast: $(VENV)/.test-installed
 	$(PY) -m pytest -m "not slow and not heavy"

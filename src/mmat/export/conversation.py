@@ -19,7 +19,7 @@ from typing import IO, Any, ClassVar, Literal, Protocol
 
 from mmat.errors import ConfigError, MmatError, RecordError
 from mmat.export.base import Exporter
-from mmat.export.image_paths import ImageMode, ImagePlacer
+from mmat.export.image_paths import IMAGE_MODES, ImageMode, ImagePlacer
 from mmat.schema import Sample
 from mmat.wire import render_rr_messages
 
@@ -192,6 +192,8 @@ class ConversationExporter(Exporter):
             raise ConfigError(f"unknown export kind {kind!r}; use 'rr' (multi-turn) or 'orr' (one-turn)")
         if shard_size < 1:
             raise ConfigError(f"shard_size must be at least 1, got {shard_size}")
+        if image_paths not in IMAGE_MODES:
+            raise ConfigError(f"unknown image path mode {image_paths!r}; use one of {', '.join(IMAGE_MODES)}")
         self.image_paths: ImageMode = image_paths
         self.kind: Kind = kind
         self.shard_size = shard_size
