@@ -282,3 +282,33 @@ def test_vlmevalkit_adapter_answers_through_the_agent(server: MockTeacherServer,
         assert vlm.last_result.model_calls == 3
     finally:
         vlm.close()
+
+
+def test_openai_judge_rescores_through_the_cli(
+    server: MockTeacherServer, data: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    ANSWERS["[q2]"]["baseline"] = "I would go with either A or B"  # no rule can pick one
+    try:
+        run_cli(eval_args(server, "MMStar", data["mmstar"], out, "--mode", "baseline"))
+    finally:
+        ANSWERS["[q2]"]["baseline"] = "A"
+    assert score_of(out, "MMStar", "baseline")["headline_value"] == 25.0
+
+    with MockTeacherServer() as judge:
+        judge.responder = lambda body: "B" if "either A or B" in request_text(body) else "Z"
+        args = [*eval_args(server, "MMStar", data["mmstar"], out, "--mode", "baseline"), "--rescore",
+                "--judge-model", "judge-7b", "--judge-base-url", judge.base_url]  # fmt: skip
+        run_cli(args)
+        run_cli(args)  # the second rescoring reads the judge's reply from the cache
+        assert len(judge.requests) == 1
+    score = score_of(out, "MMStar", "baseline")
+    assert score["headline_value"] == 50.0
+    assert score["metrics"]["judge_used"] == 1 and score["judge"].startswith("judge-7b@http://127.0.0.1")
+    item_scores = [
+        json.loads(x) for x in (out / "MMStar" / "baseline" / "scores.jsonl").read_text().splitlines()
+    ]
+    judged = [s for s in item_scores if s["method"] == "judge"]
+    assert judged == [
+        {"index": "2", "extracted": "B", "score": 1.0, "method": "judge", "judge_output": "B", "detail": {}}
+    ]

@@ -186,11 +186,12 @@ async def run_mode(
     done = {index for index, record in log.load().items() if record.ok}
     todo = [item for item in items if item.index not in done]
     gate = asyncio.Semaphore(max(1, concurrency))
-    errors = 0
+    errors = finished = 0
+    every = max(1, len(todo) // 20)
     started = time.perf_counter()
 
     async def one(item: EvalItem) -> None:
-        nonlocal errors
+        nonlocal errors, finished
         async with gate:
             began = time.perf_counter()
             try:
@@ -209,6 +210,12 @@ async def run_mode(
             if not record.ok:
                 errors += 1
             await log.append(record)
+            finished += 1
+            if finished % every == 0 or finished == len(todo):
+                logger.info(
+                    "%s/%s: %d/%d items (%d errors, %.1fs)",
+                    key, mode, finished, len(todo), errors, time.perf_counter() - started,
+                )  # fmt: skip
 
     await asyncio.gather(*(one(item) for item in todo))
     wall_s = time.perf_counter() - started
