@@ -7,7 +7,9 @@ releases spell the last key ``golden_query``; both are read. Gold answers may be
 
 Images are URLs in the release. Download them once into a folder and pass it as ``image_root``:
 an image is looked up there as the URL's path, then as ``<parent folder>/<file name>``, then as the
-file name alone. Without ``image_root`` the URL itself is passed on (the agent then reports it).
+file name alone. Without ``image_root`` the URL itself is passed on: the model client sends it as
+an ``image_url`` (servers such as vLLM fetch it), but local operators (OCR, detection) cannot read
+it and report that in their observation, so download the images for RR and ORR runs.
 """
 
 from __future__ import annotations
