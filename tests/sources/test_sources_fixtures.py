@@ -341,3 +341,28 @@ def test_generic_hf_datasets_folder(tmp_path: Path) -> None:
     assert len({s.id for s in samples}) == 3
     assert samples[2].id == "generic/toy/test-data-00000-of-00001-0"
     assert check_images(samples[1]).images[0].width == 6
+
+
+def test_generic_json_object_keyed_by_id(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png")
+    (tmp_path / "qa.json").write_text(
+        json.dumps({"k1": {"question": "Is it white?", "answer": "yes", "image": "a.png"}}), encoding="utf-8"
+    )
+    config = SourceConfig(name="generic", root=str(tmp_path), files=["qa.json"], options={"subset": "s"})
+    (sample,) = list(load(config))
+    assert isinstance(sample, Sample)
+    assert sample.id == "generic/s/k1" and sample.qas[0].answer_type is AnswerType.YES_NO
+
+
+def test_image_store_names_by_content(tmp_path: Path) -> None:
+    from mmat.sources.image_store import ImageStore, image_extension
+
+    assert image_extension(png("red")) == "png"
+    buffer = io.BytesIO()
+    Image.new("RGB", (3, 3)).save(buffer, format="JPEG")
+    assert image_extension(buffer.getvalue()) == "jpg"
+    assert image_extension(b"not an image") == "img"
+    store = ImageStore(tmp_path / "s")
+    first, again = store.put(png("red")), store.put(png("red"))
+    assert first == again and (store.written, store.reused) == (1, 1)
+    assert not list((tmp_path / "s").rglob("*.part"))

@@ -14,7 +14,7 @@ import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -207,8 +207,8 @@ class FileSource(Source):
                 ``image_missing``. Symlinks that point out are refused by the lazy check.
         """
         root = root or self.image_root
-        parts = PurePosixPath(path.replace("\\", "/"))
-        if parts.is_absolute() or Path(path).is_absolute() or ".." in parts.parts:
+        normal = path.replace("\\", "/")
+        if normal.startswith("/") or os.path.isabs(path) or ".." in normal.split("/"):
             raise ImageError(
                 "image_outside_root",
                 f"image path {path!r} must be relative to {root} and must not contain '..'; fix the record "

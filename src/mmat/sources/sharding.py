@@ -8,10 +8,12 @@ the Ray executor all put the same sample in the same shard.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from mmat.errors import ConfigError
 
 NO_SUBSET = "default"
+_SPACE = re.compile(r"\s")
 
 
 def make_sample_id(source: str, subset: str | None, original_id: object) -> str:
@@ -22,6 +24,9 @@ def make_sample_id(source: str, subset: str | None, original_id: object) -> str:
         'tabmwp/train/22084'
     """
     parts = [source, subset or NO_SUBSET, str(original_id)]
+    joined = "/".join(parts)
+    if _SPACE.search(joined) is None and all(parts):
+        return joined
     return "/".join("_".join(part.split()) or "_" for part in parts)
 
 

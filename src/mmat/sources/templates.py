@@ -112,6 +112,8 @@ class QuestionTemplates:
         self.joiner: str = data.get("joiner", "\n")
         self.short_answer_max_words = int(data.get("short_answer_max_words", 10))
         self.already_styled = [s.lower() for s in data.get("already_styled", [])]
+        self._options_cache: dict[tuple[str, ...], str] = {}
+
 
     @classmethod
     def load(
@@ -140,6 +142,15 @@ class QuestionTemplates:
 
     def render_options(self, choices: list[str]) -> str:
         """The options block, e.g. ``Options:\\nA. linear\\nB. nonlinear``."""
+        key = tuple(choices)
+        block = self._options_cache.get(key)
+        if block is None:
+            block = self._render_options(choices)
+            if len(self._options_cache) < 4096:  # choice lists repeat a lot (yes/no, weekdays...)
+                self._options_cache[key] = block
+        return block
+
+    def _render_options(self, choices: list[str]) -> str:
         if len(choices) > len(self.letters):
             raise ConfigError(
                 f"{len(choices)} options but only {len(self.letters)} option letters in templates"
@@ -177,9 +188,13 @@ class QuestionTemplates:
         choices = choices or []
         answer_is_choice = bool(choices) and answer is not None and answer in choices
         style = self.style_key(answer_type, unit=unit, answer_is_choice=answer_is_choice)
-        suffix = self.suffixes.get(style, "").format(unit=unit or "")
-        lowered = question.lower()
-        if suffix and any(marker in lowered for marker in self.already_styled):
-            suffix = ""
+        suffix = self.suffixes.get(style, "")
+        if unit and "{unit}" in suffix:
+            suffix = suffix.replace("{unit}", unit)
+        if suffix and self.already_styled:
+            # plain substring tests: an IGNORECASE regex alternation was 20x slower here
+            lowered = question.lower()
+            if any(marker in lowered for marker in self.already_styled):
+                suffix = ""
         parts = [question.strip(), self.render_options(choices) if choices else "", suffix]
         return Templated(text=self.joiner.join(p for p in parts if p), suffix=suffix, style=style)
