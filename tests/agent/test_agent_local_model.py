@@ -14,6 +14,7 @@ import pytest
 from mmat.agent.runtime import CORRECTIVE_TURN, Agent
 from mmat.agent.simulated import SimulatedToolProvider
 from mmat.errors import ConfigError
+from mmat.llm.base import ChatMessage, ImagePart, TextPart
 from mmat.schema import ImageRef
 from mmat.wire import NO_TOOL_TURN, ORR_SYSTEM_PROMPT, REFLECTION_PROMPT_TURN, render_rr_system
 
@@ -137,7 +138,7 @@ async def test_adapter_changes_the_output_and_prompt_uses_the_chat_template(
 def test_local_model_errors_say_the_fix(tmp_path: Path, tiny_model: tuple[Path, Path | None]) -> None:
     from mmat.agent.models import TransformersModel
 
-    with pytest.raises(ConfigError, match="cannot load a tokenizer"):
+    with pytest.raises(ConfigError, match="cannot load a model config from"):
         TransformersModel(str(tmp_path / "missing"))
     base, _ = tiny_model
     no_template = tmp_path / "no-template"
@@ -153,3 +154,103 @@ def test_local_model_errors_say_the_fix(tmp_path: Path, tiny_model: tuple[Path, 
     (no_template / "chat_template.jinja").unlink(missing_ok=True)
     with pytest.raises(ConfigError, match="has no chat template; add 'chat_template'"):
         TransformersModel(str(no_template))
+
+
+VLM_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def build_tiny_vlm(root: Path) -> Path:
+    """A tiny random LLaVA (CLIP vision tower + Llama) with a processor, all built offline."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|end|>", "<|pad|>", "<image>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator([render_rr_system(), ORR_SYSTEM_PROMPT, NO_TOOL_TURN] * 4, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|end|>",
+        pad_token="<|pad|>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}, do_center_crop=True
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=fast,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        chat_template=VLM_TEMPLATE,
+        num_additional_image_tokens=1,
+    )
+    path = root / "tiny-vlm"
+    processor.save_pretrained(path)
+    torch.manual_seed(0)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=28,
+            patch_size=14,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=len(fast),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            eos_token_id=fast.eos_token_id,
+            pad_token_id=fast.pad_token_id,
+            bos_token_id=None,
+        ),
+        image_token_index=fast.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    LlavaForConditionalGeneration(config).save_pretrained(path)
+    return path
+
+
+async def test_tiny_vision_language_model_sees_the_image(tmp_path: Path, table_image: ImageRef) -> None:
+    from mmat.agent.models import TransformersModel
+
+    model = TransformersModel(str(build_tiny_vlm(tmp_path)), max_tokens=6)
+    assert model.vision
+    agent = Agent(model, SimulatedToolProvider({"ocr": "Total earnings $3,900.00"}), max_steps=2)
+    rr = await agent.answer([table_image], "How much did Veronica make after taxes?", mode="rr")
+    assert rr.error_kind == "malformed_step" and rr.model_calls == 2
+    assert model.decodes == 1  # the image was decoded once for both calls
+    prompt = model.render_prompt(
+        [ChatMessage(role="user", content=[ImagePart(image=table_image), TextPart(text="Q")])]
+    )
+    assert prompt == "<|user|>\n<image>\nQ<|end|>\n<|assistant|>\n"
+    baseline = await agent.answer([table_image], "How much?", mode="baseline")
+    text_only = model.render_prompt([ChatMessage(role="user", content="How much?")])
+    placeholder_free = len(model.tokenizer(text_only, add_special_tokens=False)["input_ids"])
+    # the <image> slot and its newline became the 28x28 image's 2x2 = 4 patch tokens
+    image_slot = len(model.tokenizer("<image>\n", add_special_tokens=False)["input_ids"])
+    assert baseline.prompt_tokens == placeholder_free + image_slot - 1 + 4

@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -30,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 from mmat.agent.encoding import ImageEncoder
 from mmat.errors import ConfigError, MissingDependencyError, TeacherError
 from mmat.llm.base import ChatMessage, ImagePart, TextPart, Usage
+from mmat.schema import ImageRef
 
 logger = logging.getLogger(__name__)
 
@@ -256,16 +258,24 @@ class OpenAIModel:
 
 
 class TransformersModel:
-    """A local causal language model run with transformers, optionally with a LoRA adapter.
+    """A local model run with transformers, optionally with a LoRA adapter.
 
-    The conversation is rendered with the tokenizer's chat template and decoded greedily (or sampled
-    when ``temperature > 0``); stop strings end generation and are cut from the reply. Generation
-    runs in a worker thread, one call at a time. A text-only model does not see images: the agent
-    still works (operator outputs carry what the image holds), and a warning says so once.
+    Two kinds of model load from ``path``:
+
+    - a vision-language model (its config has a ``vision_config``: LLaVA, Qwen2-VL, InternVL-HF,
+      Idefics...) loads with ``AutoProcessor`` and ``AutoModelForImageTextToText``; images are
+      decoded once per run (a small cache) and passed to the processor with the chat template's
+      image slots;
+    - a text-only causal LM loads with ``AutoTokenizer`` and ``AutoModelForCausalLM``; it does not see
+      images (operator outputs still carry what the image holds) and a warning says so once.
+
+    The conversation is rendered with the chat template and decoded greedily (sampled when
+    ``temperature > 0``); stop strings end generation and are cut from the reply. Generation runs in
+    a worker thread, one call at a time.
 
     Args:
-        path: a directory (or hub id already in the local cache) holding config, weights and
-            tokenizer with a chat template.
+        path: a directory (or hub id already in the local cache) holding config, weights and a
+            tokenizer or processor with a chat template.
         adapter: a PEFT adapter directory (``mmat train`` output) to load on top.
         device: torch device, ``cpu`` or ``cuda``.
         max_tokens: the most new tokens per reply.
@@ -286,7 +296,13 @@ class TransformersModel:
     ) -> None:
         try:
             import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import (
+                AutoConfig,
+                AutoModelForCausalLM,
+                AutoModelForImageTextToText,
+                AutoProcessor,
+                AutoTokenizer,
+            )
         except ImportError as error:
             raise MissingDependencyError("local transformers models", "local-teacher", error) from None
         self.path = str(path)
@@ -298,18 +314,30 @@ class TransformersModel:
         self.max_tokens = max_tokens
         self.temperature = temperature
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            config = AutoConfig.from_pretrained(self.path)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"cannot load a model config from {self.path}: {error}") from None
+        self.vision = getattr(config, "vision_config", None) is not None
+        self.processor: Any = None
+        try:
+            if self.vision:
+                self.processor = AutoProcessor.from_pretrained(self.path)
+                self.tokenizer: Any = self.processor.tokenizer
+            else:
+                self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         except (OSError, ValueError) as error:
             raise ConfigError(f"cannot load a tokenizer from {self.path}: {error}") from None
-        if not getattr(self.tokenizer, "chat_template", None):
+        template_owner = self.processor if self.vision else self.tokenizer
+        if not getattr(template_owner, "chat_template", None):
             raise ConfigError(
-                f"the tokenizer in {self.path} has no chat template; add 'chat_template' to its "
-                "tokenizer_config.json (the template the model was tuned with)"
+                f"the {'processor' if self.vision else 'tokenizer'} in {self.path} has no chat template; "
+                "add 'chat_template' to its config (the template the model was tuned with)"
             )
+        loader = AutoModelForImageTextToText if self.vision else AutoModelForCausalLM
         try:
-            model: Any = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32)
+            model: Any = loader.from_pretrained(self.path, dtype=torch.float32)
         except (OSError, ValueError) as error:
-            raise ConfigError(f"cannot load a causal language model from {self.path}: {error}") from None
+            raise ConfigError(f"cannot load the model weights from {self.path}: {error}") from None
         if self.adapter:
             try:
                 from peft import PeftModel
@@ -322,20 +350,48 @@ class TransformersModel:
         self.model: Any = model.to(device).eval()
         self._lock = threading.Lock()
         self._warned_images = False
+        self._decoded: OrderedDict[tuple[str | None, str, str | None], Any] = OrderedDict()
+        self.decodes = 0
+
+    def _chat(self, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+        if not self.vision:
+            if not self._warned_images and any(message_images(m) for m in messages):
+                self._warned_images = True
+                logger.warning("%s is a text-only model: images are not shown to it", self.path)
+            return [{"role": m.role, "content": m.text()} for m in messages]
+        chat: list[dict[str, Any]] = []
+        for m in messages:
+            parts: list[dict[str, Any]] = [{"type": "image"} for _ in message_images(m)]
+            parts.append({"type": "text", "text": m.text()})
+            chat.append({"role": m.role, "content": parts})
+        return chat
 
     def render_prompt(self, messages: Sequence[ChatMessage]) -> str:
         """The prompt string the chat template makes of the conversation."""
-        if not self._warned_images and any(message_images(m) for m in messages):
-            self._warned_images = True
-            logger.warning("%s is a text-only model: images are not shown to it", self.path)
-        chat = [{"role": m.role, "content": m.text()} for m in messages]
-        rendered = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        owner = self.processor if self.vision else self.tokenizer
+        rendered = owner.apply_chat_template(self._chat(messages), tokenize=False, add_generation_prompt=True)
         return str(rendered)
 
-    def _generate_sync(self, prompt: str, stop: Sequence[str]) -> Generation:
+    def _image(self, ref: ImageRef) -> Any:
+        from mmat.images import load_image
+
+        key = (ref.root, ref.path, ref.sha256)
+        if key not in self._decoded:
+            self._decoded[key] = load_image(ref)
+            self.decodes += 1
+            while len(self._decoded) > 16:
+                self._decoded.popitem(last=False)
+        return self._decoded[key]
+
+    def _inputs(self, prompt: str, images: list[ImageRef]) -> Any:
+        if self.vision:
+            pil = [self._image(ref) for ref in images] or None
+            return self.processor(text=prompt, images=pil, return_tensors="pt").to(self.device)
+        return self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
+
+    def _generate_sync(self, prompt: str, images: list[ImageRef], stop: Sequence[str]) -> Generation:
         import torch
 
-        inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id
@@ -349,8 +405,9 @@ class TransformersModel:
         if stop:
             kwargs["stop_strings"] = list(stop)
             kwargs["tokenizer"] = self.tokenizer
-        prompt_len = int(inputs["input_ids"].shape[1])
         with self._lock, torch.inference_mode():
+            inputs = self._inputs(prompt, images)
+            prompt_len = int(inputs["input_ids"].shape[1])
             output = self.model.generate(**inputs, **kwargs)
         new_tokens = output[0, prompt_len:]
         text = str(self.tokenizer.decode(new_tokens, skip_special_tokens=True))
@@ -368,8 +425,9 @@ class TransformersModel:
         self, messages: Sequence[ChatMessage], *, stop: Sequence[str] | None = None
     ) -> Generation:
         prompt = self.render_prompt(messages)
+        images = [part.image for m in messages for part in message_images(m)] if self.vision else []
         started = time.perf_counter()
-        generation = await asyncio.to_thread(self._generate_sync, prompt, list(stop or []))
+        generation = await asyncio.to_thread(self._generate_sync, prompt, images, list(stop or []))
         generation.latency_s = time.perf_counter() - started
         return generation
 
