@@ -118,6 +118,24 @@ class OutputConfig(Section):
     image_paths: Literal["relative", "absolute", "copy"] = "relative"
 
 
+class RaySettings(Section):
+    """The Ray executor (``executor: ray``): cluster address, parallelism, retries, tool actors."""
+
+    address: str | None = Field(
+        default=None, description="'auto' to join a running cluster, 'local' or None to start one"
+    )
+    num_cpus: int | None = Field(default=None, description="CPUs of a locally started Ray instance")
+    workers: int | None = Field(
+        default=None, description="for reports only; Ray schedules by cpus_per_worker"
+    )
+    cpus_per_worker: float = 1.0
+    shard_retries: int = 3
+    tool_actors: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="operator -> Ray resources of the one actor that runs it for all workers, e.g. {ocr: {num_gpus: 1}}",
+    )
+
+
 class RunConfig(Section):
     """Everything one ``mmat build`` needs."""
 
@@ -131,6 +149,7 @@ class RunConfig(Section):
     ablation: Literal["full", "no_operators", "no_rag", "no_reflection", "orr_only"] = "full"
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
+    ray: RaySettings = Field(default_factory=RaySettings)
     seed: int = 42
 
     @classmethod

@@ -123,9 +123,12 @@ async def build_async(
         )
     chosen = list(stages) if stages is not None else default_stages(config)
     try:
-        engine = Engine(config, teacher, chosen, tools=tools, out_dir=out, progress=progress)
-        with _interruptible(engine):
-            await engine.run(inputs)
+        if config.executor == "ray":
+            await _run_on_ray(config, inputs, out, teacher if not own_teacher else None, stages)
+        else:
+            engine = Engine(config, teacher, chosen, tools=tools, out_dir=out, progress=progress)
+            with _interruptible(engine):
+                await engine.run(inputs)
     finally:
         if own_tools and hasattr(tools, "aclose"):
             await tools.aclose()
@@ -135,6 +138,31 @@ async def build_async(
     report = build_report(out, tally)
     report_json, report_md = write_report(out, report)
     return BuildResult(out, report, report_json, report_md, exports, report.get("engine", {}))
+
+
+async def _run_on_ray(
+    config: RunConfig,
+    inputs: Iterable[Sample | Reject],
+    out: Path,
+    teacher: Teacher | None,
+    stages: Sequence[Stage] | None,
+) -> None:
+    """The engine part of a build on Ray workers (:mod:`mmat.engine.ray_executor`).
+
+    A teacher or stages passed in by the caller are shipped to the workers (they must pickle);
+    otherwise each worker builds them from the config.
+    """
+    from mmat.engine.ray_executor import run_on_ray
+
+    chosen = list(stages) if stages is not None else None
+    await asyncio.to_thread(
+        run_on_ray,
+        config,
+        inputs,
+        out,
+        teacher_factory=(lambda _config: teacher) if teacher is not None else None,
+        stages_factory=(lambda _config: chosen) if chosen is not None else None,
+    )
 
 
 @contextlib.contextmanager

@@ -20,8 +20,24 @@ import click
     help="Override a config field, e.g. --set teacher.model=gpt-4o --set stages.max_steps=4 (YAML values).",
 )
 @click.option("--progress/--no-progress", default=None, help="Show the live panel (default: on a terminal).")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default=None,
+    help="Run the engine in this process (local) or on Ray workers (default: the config's executor).",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster: 'auto' joins a running cluster (ray start --head), 'local' starts one here.",
+)
 def build_cmd(
-    config_path: str, out_dir: str | None, overrides: tuple[str, ...], progress: bool | None
+    config_path: str,
+    out_dir: str | None,
+    overrides: tuple[str, ...],
+    progress: bool | None,
+    executor: str | None,
+    address: str | None,
 ) -> None:
     """Run sources -> Rationale -> Reflection -> Integration -> Quality -> exports, resumably.
 
@@ -43,6 +59,10 @@ def build_cmd(
                 raise ConfigError(f"--set {item!r} must look like KEY=VALUE, e.g. --set stages.max_steps=4")
             parsed[key.strip()] = yaml.safe_load(value)
         config = config.with_overrides(parsed)
+    if executor is not None:
+        config = config.with_overrides({"executor": executor})
+    if address is not None:
+        config = config.with_overrides({"ray.address": address})
     result = build(config, out_dir=out_dir, progress=progress)
     totals = result.report["totals"]
     click.echo(
