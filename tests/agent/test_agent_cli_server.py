@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from mmat.agent.models import OpenAIModel
@@ -121,3 +126,25 @@ def test_serve_agent_answers_like_a_model(mock_server: MockTeacherServer, table_
         assert bad.status_code == 400
         models = httpx.get(f"{server.base_url}/models", timeout=30).json()
         assert [m["id"] for m in models["data"]] == ["mmat-baseline", "mmat-orr", "mmat-rr"]
+
+
+@pytest.mark.slow
+def test_serve_agent_command_serves_until_stopped(mock_server: MockTeacherServer) -> None:
+    command = [sys.executable, "-m", "mmat.cli", "serve-agent", "--port", "0", "--mode", "baseline"]
+    command += ["--model", "m", "--base-url", mock_server.base_url, "--no-tools"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        match = re.search(r"serving on (http://127\.0\.0\.1:\d+/v1)", line)
+        assert match, line
+        mock_server.script(["2,825.35"])
+        body = {"model": "mmat", "messages": [{"role": "user", "content": QUESTION}]}
+        reply = httpx.post(f"{match.group(1)}/chat/completions", json=body, timeout=30).json()
+        assert reply["choices"][0]["message"]["content"] == "2,825.35"
+        assert reply["mmat"]["mode"] == "baseline"
+        assert mock_server.requests[0].body["messages"] == [{"role": "user", "content": QUESTION}]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert process.returncode == 0

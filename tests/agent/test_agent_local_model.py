@@ -254,3 +254,18 @@ async def test_tiny_vision_language_model_sees_the_image(tmp_path: Path, table_i
     # the <image> slot and its newline became the 28x28 image's 2x2 = 4 patch tokens
     image_slot = len(model.tokenizer("<image>\n", add_special_tokens=False)["input_ids"])
     assert baseline.prompt_tokens == placeholder_free + image_slot - 1 + 4
+
+
+def test_ask_runs_a_local_model_with_its_adapter(
+    tiny_model: tuple[Path, Path | None], table_image: ImageRef
+) -> None:
+    from click.testing import CliRunner
+
+    from mmat.cli import cli
+
+    base, lora = tiny_model
+    image = str(Path(table_image.root or "") / table_image.path)
+    args = ["ask", image, "How much?", "--model", str(base), "--adapter", str(lora), "--no-tools"]
+    result = CliRunner().invoke(cli, [*args, "--mode", "baseline", "--max-tokens", "6", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"mode": "baseline"' in result.output and '"model_calls": 1' in result.output
