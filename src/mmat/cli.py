@@ -19,6 +19,8 @@ from mmat.errors import MmatError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:attribute", one-line help shown by `mmat --help`)
+    "tools": ("mmat.tools.cli:tools_cmd", "List the operators that can run here, or run one on an image."),
+    "index": ("mmat.tools.cli:index_cmd", "Build and query local RAG indexes (BM25, dense, hybrid)."),
     "plugins": ("mmat.cli:plugins", "List registered sources, tools, teachers and exporters."),
     "config": ("mmat.cli:config_cmd", "Print the default run configuration as YAML."),
     "ask": ("mmat.agent.cli:ask", "Ask a tuned model about an image (RR, ORR, baseline)."),

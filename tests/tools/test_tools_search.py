@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -62,7 +62,7 @@ def test_wiki_offline_corpus_is_read_from_the_package() -> None:
 def test_bm25_over_wikipedia_finds_the_right_article(wiki_bm25) -> None:
     hits = wiki_bm25.search("who developed the COBOL programming language", 3)
     assert "Grace Hopper" in [h.title for h in hits]
-    assert [h.title for h in wiki_bm25.search("Mount Everest highest mountain", 3)][0] == "Mount Everest"
+    assert next(h.title for h in wiki_bm25.search("Mount Everest highest mountain", 3)) == "Mount Everest"
     assert wiki_bm25.search("zzqxw", 3) == []
 
 
@@ -139,7 +139,7 @@ def test_dense_and_hybrid_rank_by_meaning(corpus_file: Path, tmp_path: Path) -> 
 
 
 class FakeSearchApi(BaseHTTPRequestHandler):
-    requests: list[dict[str, Any]] = []
+    requests: ClassVar[list[dict[str, Any]]] = []
     status = 200
 
     def do_GET(self) -> None:

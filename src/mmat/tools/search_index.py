@@ -14,6 +14,7 @@ summaries) in memory on its first query.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -182,6 +183,7 @@ class Bm25Search(LocalIndexSearch):
             import bm25s
         except ImportError as error:
             raise MissingDependencyError("bm25s", "search", error) from None
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
         return bm25s
 
     def build(self, docs: Sequence[Document]) -> None:
