@@ -24,6 +24,10 @@ $(VENV)/.test-installed: $(VENV)/bin/python pyproject.toml requirements/nodeps.t
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed
+	$(VENV)/bin/mmat build --config configs/demo.yaml --out out/demo
+	@echo "RR (multi-turn, system prompt inside): out/demo/exports/mmat1m/dataset_qa_rr_train_all_RR_sys.jsonl"
+	@echo "ORR (one-turn):                        out/demo/exports/mmat1m/dataset_qa_rr_train_all_ORR.jsonl"
+	@echo "statistics report:                     out/demo/report.md (and out/demo/report.json)"
 	$(VENV)/bin/mmat release examples/release/*.jsonl --out out/demo/release
 
 test: $(VENV)/.test-installed $(if $(wildcard /usr/bin/chromium),,browser)

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
+from mmat.config import TeacherConfig
+from mmat.errors import ConfigError
+from mmat.llm.base import ChatMessage, Completion, DecodingParams, Teacher, Usage
 from mmat.llm.mock_server import request_text
 
 _TARGET = re.compile(r"^Target answer \(for you only[^)]*\): (?P<answer>.*)$", re.MULTILINE)
@@ -70,7 +74,7 @@ class StageRuleResponder:
                 picked = [op for op in operators if op not in picked][:1]
             return json.dumps(
                 {
-                    "thought": f"Step {steps + 1}: I look at the image with {', '.join(picked)} to collect the facts.",
+                    "thought": f"I look at the image with {', '.join(picked)} to collect the facts.",
                     "operators": picked,
                     "rag": {"needed": False, "query": None},
                     "next_action": "continue",
@@ -83,4 +87,44 @@ class StageRuleResponder:
                 "rag": {"needed": False, "query": None},
                 "next_action": "final_answer",
             }
+        )
+
+
+class RuleTeacher(Teacher):
+    """The rule-based stage teacher in process (no HTTP): ``teacher.kind: rules`` in a run config.
+
+    Plumbing-grade: it shows the machinery working offline in seconds (the data it writes is not
+    training data). ``teacher.model`` may read ``rules`` or ``rules-N`` for N operator rounds.
+
+    Example:
+        >>> config = RunConfig.from_dict({"teacher": {"kind": "rules", "model": "rules-2"}})
+    """
+
+    name = "rules"
+    grade = "plumbing"
+
+    def __init__(self, model: str = "rules-1") -> None:
+        match = re.fullmatch(r"rules(?:-(\d+))?", model)
+        if not match:
+            raise ConfigError(
+                f"teacher model {model!r} for kind 'rules' must read 'rules' or 'rules-N' (N operator rounds)"
+            )
+        self.model = model
+        self.responder = StageRuleResponder(operator_rounds=int(match.group(1) or 1))
+
+    @classmethod
+    def from_config(cls, config: TeacherConfig) -> RuleTeacher:
+        return cls(config.model if config.model.startswith("rules") else "rules-1")
+
+    async def complete(self, messages: list[ChatMessage], params: DecodingParams) -> Completion:
+        started = time.perf_counter()
+        body = {"messages": [{"role": m.role, "content": m.text()} for m in messages]}
+        text = self.responder(body)
+        prompt_tokens = sum(len(m.text()) for m in messages) // 4
+        return Completion(
+            text=text,
+            finish_reason="stop",
+            model=self.model,
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=len(text) // 4),
+            latency_s=time.perf_counter() - started,
         )
