@@ -99,6 +99,14 @@ async def bench(model_latency_s: float, spread: float, runs: int) -> dict[str, A
         for _ in range(runs):
             for mode in by_mode:
                 by_mode[mode].append(await agent.answer([IMAGE], QUESTION, mode=mode))  # type: ignore[arg-type]
+        # many questions at once: the loop never blocks, so N concurrent RR runs take about one run's time
+        started = time.perf_counter()
+        concurrent = await asyncio.gather(*(agent.answer([IMAGE], QUESTION, mode="rr") for _ in range(16)))
+        out["rr_16_concurrent"] = {
+            "wall_s": time.perf_counter() - started,
+            "ok": sum(r.ok for r in concurrent),
+            "single_run_mean_s": statistics.mean(r.latency_s for r in by_mode["rr"]),
+        }
         await model.aclose()
         out["image_encodes"] = model.encoder.encodes
     for mode, results in by_mode.items():
@@ -158,7 +166,10 @@ def main() -> int:
         print(
             f"model {res['model_latency_median_s']}s: ORR bound (call + slowest operator + 10%) "
             f"{'held' if bound['all_ok'] else 'BROKEN'} in every run; worst wall/bound "
-            f"{bound['worst_wall_over_bound']:.3f}; images encoded {res['image_encodes']}x"
+            f"{bound['worst_wall_over_bound']:.3f}; images encoded {res['image_encodes']}x; "
+            f"ORR with operators in series would take {res['model_latency_median_s'] + res['orr_tools_in_series_s']:.2f}s; "
+            f"16 concurrent RR runs: {res['rr_16_concurrent']['wall_s']:.2f}s "
+            f"({res['rr_16_concurrent']['ok']} ok) vs {res['rr_16_concurrent']['single_run_mean_s']:.2f}s for one"
         )
     return 0 if all(r["orr_bound"]["all_ok"] for r in results) else 1
 
