@@ -30,7 +30,7 @@ from mmat.train.config import DEFAULT_LAMBDA, TrainConfig
 @click.option("--rank", type=int, default=8, show_default=True, help="LoRA rank r.")
 @click.option("--alpha", type=float, default=32.0, show_default=True, help="LoRA alpha (scaling alpha/r).")
 @click.option("--dropout", type=float, default=0.05, show_default=True, help="LoRA dropout.")
-@click.option("--rslora", is_flag=True, help="rsLoRA scaling alpha/sqrt(r).")
+@click.option("--rslora", "use_rslora", is_flag=True, help="rsLoRA scaling alpha/sqrt(r).")
 @click.option(
     "--targets",
     default="all-linear",
@@ -50,6 +50,12 @@ from mmat.train.config import DEFAULT_LAMBDA, TrainConfig
 @click.option("--bf16/--no-bf16", default=None, help="Default: bf16 when the GPU supports it.")
 @click.option("--deepspeed", default=None, help="DeepSpeed JSON, or 'zero2' for the shipped ZeRO-2 config.")
 @click.option("--save-steps", type=int, default=None, help="Save a checkpoint every N steps.")
+@click.option(
+    "--swift-arg",
+    "swift_args",
+    multiple=True,
+    help="swift backend: one extra `swift sft` argument (repeat: --swift-arg=--model_type --swift-arg=llava1_5_hf).",
+)
 @click.option("--launch/--print-only", default=False, help="swift backend: run `swift sft` or only print it.")
 def train(**options: Any) -> None:
     """Fine-tune a VLM with LoRA plus lambda * sum ||Delta W||_F^2 on an mmat export.
@@ -60,6 +66,7 @@ def train(**options: Any) -> None:
     """
     backend = options["backend"]
     launch = options.pop("launch")
+    options["swift_args"] = list(options["swift_args"])
     options["targets"] = [t.strip() for t in str(options["targets"]).split(",") if t.strip()]
     try:
         config = TrainConfig(**options)

@@ -57,6 +57,9 @@ class TrainConfig(BaseModel):
     dataloader_workers: int = Field(0, ge=0)
     gradient_checkpointing: bool = False
     split: str = "train"
+    swift_args: list[str] = Field(
+        default_factory=list, description="extra `swift sft` arguments, e.g. ['--model_type', 'llava1_5_hf']"
+    )
 
     @field_validator("targets")
     @classmethod

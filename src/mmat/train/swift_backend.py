@@ -50,9 +50,11 @@ class SwiftRun:
         Raises:
             MissingDependencyError: the ``swift`` command is not installed.
         """
-        if shutil.which(self.argv[0]) is None:
+        env = {**os.environ, **self.env}
+        executable = shutil.which(self.argv[0], path=env.get("PATH"))
+        if executable is None:
             raise MissingDependencyError("ms-swift (the `swift` command)", "swift")
-        return subprocess.run(self.argv, env={**os.environ, **self.env}, check=False).returncode
+        return subprocess.run([executable, *self.argv[1:]], env=env, check=False).returncode
 
 
 def write_swift_dataset(config: TrainConfig, out_file: Path) -> int:
@@ -86,7 +88,7 @@ def swift_arguments(config: TrainConfig, dataset: Path) -> list[str]:
         "sft",
         "--model",
         config.model,
-        "--train_type",
+        "--tuner_type",
         "lora",
         "--dataset",
         str(dataset),
@@ -131,7 +133,7 @@ def swift_arguments(config: TrainConfig, dataset: Path) -> list[str]:
         argv += ["--save_steps", str(config.save_steps)]
     if config.deepspeed:
         argv += ["--deepspeed", config.deepspeed_config() or "zero2"]
-    return argv
+    return argv + list(config.swift_args)
 
 
 def prepare_swift_run(config: TrainConfig) -> SwiftRun:
