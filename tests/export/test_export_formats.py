@@ -240,7 +240,7 @@ def test_exporter_options_are_checked(build: Path, tmp_path: Path) -> None:
         run_export(build, "mmat1m", dest=tmp_path / "x", image_paths="copy")
     with pytest.raises(ConfigError, match="final_round_only"):
         create_exporter("llava", final_round_only=True)
-    with pytest.raises(UnknownPluginError, match="valid names: .*llamafactory"):
+    with pytest.raises(UnknownPluginError, match=r"valid names: .*llamafactory"):
         create_exporter("nope")
     with pytest.raises(ConfigError, match="use one of relative, absolute, copy"):
         create_exporter("swift", image_paths="symlink")

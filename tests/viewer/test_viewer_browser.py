@@ -139,7 +139,9 @@ def test_open_sample_draws_boxes_and_turns(page: Any, server: ViewerServer, tmp_
     face = page.locator("rect.box-face").first
     x1, y1, x2, y2 = face_payload[0]
     assert float(face.get_attribute("x")) == pytest.approx(x1)
+    assert float(face.get_attribute("y")) == pytest.approx(y1)
     assert float(face.get_attribute("width")) == pytest.approx(x2 - x1)
+    assert float(face.get_attribute("height")) == pytest.approx(y2 - y1)
     ovd = page.locator("rect.box-ovd")
     assert ovd.count() == sum(len(boxes) for boxes in ovd_payload.values())
     labels = sorted(ovd.evaluate_all("rs => rs.map(r => r.dataset.label)"))

@@ -194,3 +194,25 @@ def test_sample_boxes_dedupes_across_turns(tmp_path: Path) -> None:
     boxes = sample_boxes(record)
     assert len([b for b in boxes if b["kind"] == "face"]) == 1
     assert len([b for b in boxes if b["kind"] == "ovd"]) == 2
+
+
+def test_index_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build = write_example_build(tmp_path / "b", samples=5, rejects=2)
+    first = RecordIndex.build(build)
+    assert (build / ".mmat-viewer" / "index.json").is_file()
+    with monkeypatch.context() as patch:
+        patch.setattr(RecordIndex, "_add_file", lambda *a, **k: pytest.fail("the cache was not used"))
+        cached = RecordIndex.build(build)
+    assert cached.offset == first.offset and cached.quality.tobytes() == first.quality.tobytes()
+    assert cached.facets() == first.facets()
+    assert cached.stats.to_dict() == first.stats.to_dict()
+    assert cached.query(Query(operator="rag")).total == first.query(Query(operator="rag")).total
+    # a changed shard invalidates the cache
+    shard = build / "rejects" / "shard-00000.jsonl"
+    shard.write_text(shard.read_text() + shard.read_text().splitlines()[0] + "\n")
+    grown = RecordIndex.build(build)
+    assert len(grown) == len(first) + 1 and grown.stats.rejected == 3
+    # a corrupt cache is ignored, not trusted
+    (build / ".mmat-viewer" / "columns.bin").write_bytes(b"\0")
+    assert len(RecordIndex.build(build)) == len(grown)
+    assert len(RecordIndex.build(build, cache=False)) == len(grown)

@@ -149,6 +149,35 @@ class BuildStats:
         if record.get("source"):
             self.rejects_by_source[str(record["source"])] += 1
 
+    def to_state(self) -> dict[str, Any]:
+        """Every counter as plain JSON (for caches); :meth:`from_state` reads it back."""
+        state: dict[str, Any] = {}
+        for name, value in vars(self).items():
+            if name == "licences":
+                state[name] = {s: {k: vars(e) for k, e in entries.items()} for s, entries in value.items()}
+            elif isinstance(value, dict) and value and all(isinstance(v, Counter) for v in value.values()):
+                state[name] = {k: dict(v) for k, v in value.items()}
+            else:
+                state[name] = dict(value) if isinstance(value, Counter) else value
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BuildStats:
+        stats = cls()
+        for name, value in state.items():
+            current = getattr(stats, name)
+            if name == "licences":
+                stats.licences = {
+                    s: {k: SourceLicence(**e) for k, e in entries.items()} for s, entries in value.items()
+                }
+            elif name in ("prompt_hashes", "tool_versions"):
+                setattr(stats, name, {k: Counter(v) for k, v in value.items()})
+            elif isinstance(current, Counter):
+                setattr(stats, name, Counter(value))
+            else:
+                setattr(stats, name, value)
+        return stats
+
     @property
     def non_commercial_sources(self) -> list[str]:
         return sorted(

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,9 @@ ACCEPTED, REJECTED = 0, 1
 STATUS_NAMES = ("accepted", "rejected")
 MAX_PAGE = 200
 NO_REFLECTION = "none"
+CACHE_DIR = ".mmat-viewer"
+CACHE_VERSION = 1
+PROGRESS_EVERY = 100_000
 
 
 class _Interner:
@@ -94,16 +97,117 @@ class RecordIndex:
         return len(self.offset)
 
     @classmethod
-    def build(cls, out_dir: str | Path) -> RecordIndex:
-        """Stream every shard once and index it."""
+    def build(
+        cls,
+        out_dir: str | Path,
+        *,
+        cache: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> RecordIndex:
+        """Stream every shard once and index it.
+
+        With ``cache`` the index is saved under ``OUT_DIR/.mmat-viewer/`` (plain JSON and raw arrays,
+        never pickle) and reused while no shard changed size or mtime; an unwritable OUT_DIR only
+        costs the cache. ``progress`` is called with the record count every 100,000 records.
+        """
         index = cls(Path(out_dir))
-        for status, folder in ((ACCEPTED, ACCEPTED_DIR), (REJECTED, REJECTS_DIR)):
-            for path in sorted((index.out_dir / folder).glob("shard-*.jsonl")):
-                index._add_file(path, status)
+        shards = index._shards()
+        if cache and index._load_cache(shards):
+            logger.info("viewer index of %d records loaded from the cache", len(index))
+            return index
+        for path, status in shards:
+            index._add_file(path, status, progress)
         logger.info("indexed %d records (%d unreadable lines)", len(index), index.bad_lines)
+        if cache:
+            index._save_cache(shards)
         return index
 
-    def _add_file(self, path: Path, status: int) -> None:
+    def _shards(self) -> list[tuple[Path, int]]:
+        return [
+            (path, status)
+            for status, folder in ((ACCEPTED, ACCEPTED_DIR), (REJECTED, REJECTS_DIR))
+            for path in sorted((self.out_dir / folder).glob("shard-*.jsonl"))
+        ]
+
+    # ----------------------------------------------------------------------------------------------
+    # cache
+
+    def _fingerprint(self, shards: list[tuple[Path, int]]) -> list[list[Any]]:
+        out = []
+        for path, status in shards:
+            info = path.stat()
+            out.append([path.relative_to(self.out_dir).as_posix(), status, info.st_size, info.st_mtime_ns])
+        return out
+
+    def _columns(self) -> list[tuple[str, array[Any]]]:
+        return [
+            ("file_no", self.file_no),
+            ("offset", self.offset),
+            ("length", self.length),
+            ("status", self.status),
+            ("source", self.source),
+            ("reason", self.reason),
+            ("operators", self.operators),
+            ("reflections", self.reflections),
+            ("quality", self.quality),
+        ]
+
+    def _save_cache(self, shards: list[tuple[Path, int]]) -> None:
+        folder = self.out_dir / CACHE_DIR
+        try:
+            folder.mkdir(exist_ok=True)
+            with (folder / "columns.bin.part").open("wb") as handle:
+                for _, column in self._columns():
+                    column.tofile(handle)
+            header = {
+                "version": CACHE_VERSION,
+                "shards": self._fingerprint(shards),
+                "count": len(self),
+                "bad_lines": self.bad_lines,
+                "sources": self.sources.names,
+                "reasons": self.reasons.names,
+                "operators": self.operator_names.names,
+                "reflections": self.reflection_names.names,
+                "stats": self.stats.to_state(),
+            }
+            (folder / "columns.bin.part").replace(folder / "columns.bin")
+            (folder / "index.json").write_text(json.dumps(header), encoding="utf-8")
+        except OSError as error:
+            logger.warning(
+                "cannot write the viewer index cache under %s (%s); it is rebuilt next time", folder, error
+            )
+
+    def _load_cache(self, shards: list[tuple[Path, int]]) -> bool:
+        folder = self.out_dir / CACHE_DIR
+        try:
+            header = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+            if header.get("version") != CACHE_VERSION or header.get("shards") != self._fingerprint(shards):
+                return False
+            count = int(header["count"])
+            with (folder / "columns.bin").open("rb") as handle:
+                for _, column in self._columns():
+                    column.fromfile(handle, count)
+        except (OSError, ValueError, KeyError, EOFError, TypeError) as error:
+            logger.info("viewer index cache not used (%s); indexing", error)
+            self.__init__(self.out_dir)  # type: ignore[misc]
+            return False
+        self.files = [path for path, _ in shards]
+        self.bad_lines = int(header["bad_lines"])
+        for interner, names in (
+            (self.sources, header["sources"]),
+            (self.reasons, header["reasons"]),
+            (self.operator_names, header["operators"]),
+            (self.reflection_names, header["reflections"]),
+        ):
+            interner.names, interner.codes = [], {}
+            for name in names:
+                interner.code(name)
+        self.stats = BuildStats.from_state(header["stats"])
+        return True
+
+    # ----------------------------------------------------------------------------------------------
+
+    def _add_file(self, path: Path, status: int, progress: Callable[[int], None] | None = None) -> None:
         file_no = len(self.files)
         self.files.append(path)
         position = 0
@@ -121,6 +225,8 @@ class RecordIndex:
                     self.bad_lines += 1
                     continue
                 self._add_record(record, file_no, start, len(line), status)
+                if progress is not None and len(self.offset) % PROGRESS_EVERY == 0:
+                    progress(len(self.offset))
 
     def _add_record(self, record: dict[str, Any], file_no: int, start: int, length: int, status: int) -> None:
         self.file_no.append(file_no)
@@ -225,12 +331,22 @@ class RecordIndex:
         # A text search reads the lines themselves: stop once the page (and one more) is found.
         found: list[int] = []
         exact = True
-        for n in self._candidates(query):
-            if needle in self.raw(n).decode("utf-8", "replace").lower():
-                found.append(n)
-                if len(found) > offset + limit:
-                    exact = False
-                    break
+        handles: dict[int, Any] = {}
+        try:
+            for n in self._candidates(query):
+                file_no = self.file_no[n]
+                handle = handles.get(file_no)
+                if handle is None:
+                    handle = handles[file_no] = self.files[file_no].open("rb")
+                handle.seek(self.offset[n])
+                if needle in handle.read(self.length[n]).decode("utf-8", "replace").lower():
+                    found.append(n)
+                    if len(found) > offset + limit:
+                        exact = False
+                        break
+        finally:
+            for handle in handles.values():
+                handle.close()
         return Page(len(found), exact, [self.summary(n) for n in found[offset : offset + limit]])
 
     def summary(self, n: int) -> dict[str, Any]:

@@ -60,9 +60,11 @@ class ViewerServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, out_dir: str | Path, *, port: int = 0, index: RecordIndex | None = None) -> None:
+    def __init__(
+        self, out_dir: str | Path, *, port: int = 0, index: RecordIndex | None = None, cache: bool = True
+    ) -> None:
         self.out_dir = Path(out_dir).resolve()
-        self.index = index if index is not None else RecordIndex.build(self.out_dir)
+        self.index = index if index is not None else RecordIndex.build(self.out_dir, cache=cache)
         super().__init__((HOST, port), ViewerHandler)
 
     @property
