@@ -80,13 +80,17 @@ def measure(root: Path, out: Path, check: str) -> dict[str, float]:
     started = time.perf_counter()
     summary = write_records(load(config), out, source="tabmwp")
     elapsed = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_kb = usage.ru_maxrss
+    cpu = usage.ru_utime + usage.ru_stime
     return {
         "records": summary.kept + summary.rejected,
         "kept": summary.kept,
         "rejected": summary.rejected,
         "seconds": round(elapsed, 2),
         "records_per_s": round((summary.kept + summary.rejected) / elapsed),
+        "cpu_seconds": round(cpu, 2),
+        "records_per_cpu_s": round((summary.kept + summary.rejected) / cpu),
         "peak_rss_mb": round(peak_kb / 1024, 1),
         "input_mb": round((root / "problems_train.json").stat().st_size / 2**20, 1),
         "output_mb": round(out.stat().st_size / 2**20, 1),

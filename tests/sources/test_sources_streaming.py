@@ -129,3 +129,18 @@ def test_mojibake_is_repaired_only_when_safe(tmp_path: Path) -> None:
         )
     )
     assert kept[0].qas[0].answer == "CafÃ© del Mar"  # type: ignore[union-attr]
+
+
+def test_loaders_import_no_heavy_module() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mmat.registry import SOURCES\n"
+        "[SOURCES.get(n) for n in SOURCES.names()]\n"
+        "import mmat.sources.cli\n"
+        "print(','.join(m for m in ('pyarrow', 'datasets', 'numpy', 'torch', 'PIL') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -8,6 +8,7 @@ turns a bad line into a reject and goes on. ``location`` is ``file:line`` for JS
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -15,7 +16,7 @@ from typing import Any, TextIO
 from mmat.errors import RecordError
 
 _DECODER = json.JSONDecoder()
-_WHITESPACE = " \t\n\r"
+_NON_WHITESPACE = re.compile(r"[^ \t\n\r]")
 CHUNK_CHARS = 1 << 20
 
 
@@ -81,12 +82,11 @@ class _Buffer:
     def skip_ws(self) -> str:
         """Skip whitespace and return the next character ('' at end of file) without consuming it."""
         while True:
-            text, pos = self.text, self.pos
-            while pos < len(text) and text[pos] in _WHITESPACE:
-                pos += 1
-            self.pos = pos
-            if pos < len(text):
-                return text[pos]
+            found = _NON_WHITESPACE.search(self.text, self.pos)
+            if found is not None:
+                self.pos = found.start()
+                return self.text[self.pos]
+            self.pos = len(self.text)
             if not self.fill():
                 return ""
 

@@ -11,11 +11,10 @@ Example:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -28,8 +27,7 @@ _YES_NO = {"yes", "no"}
 _LETTER = re.compile(r"^\(?([A-Z])\)?\.?$")
 
 
-@dataclass(frozen=True)
-class Templated:
+class Templated(NamedTuple):
     """The result of templating one question."""
 
     text: str
@@ -114,7 +112,6 @@ class QuestionTemplates:
         self.already_styled = [s.lower() for s in data.get("already_styled", [])]
         self._options_cache: dict[tuple[str, ...], str] = {}
 
-
     @classmethod
     def load(
         cls,
@@ -196,5 +193,9 @@ class QuestionTemplates:
             lowered = question.lower()
             if any(marker in lowered for marker in self.already_styled):
                 suffix = ""
-        parts = [question.strip(), self.render_options(choices) if choices else "", suffix]
-        return Templated(text=self.joiner.join(p for p in parts if p), suffix=suffix, style=style)
+        text = question.strip()
+        if choices:
+            text = text + self.joiner + self.render_options(choices) if text else self.render_options(choices)
+        if suffix:
+            text = text + self.joiner + suffix if text else suffix
+        return Templated(text, suffix, style)
