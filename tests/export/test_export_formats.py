@@ -272,3 +272,30 @@ def test_export_cli(build: Path, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["export", str(build), "--format", "llava", "--images", "copy"])
     assert result.exit_code == 0, result.output
     assert (build / "exports" / "llava" / "train" / "train-00000.jsonl").is_file()
+
+
+def test_samples_without_the_form_are_skipped_and_counted(tmp_path: Path) -> None:
+    with_rr = example_sample(0, tmp_path / "img")
+    orr_only = example_sample(1, tmp_path / "img").model_copy(update={"trajectory": None})
+    exporter = create_exporter("swift")
+    written = exporter.export([with_rr, orr_only], tmp_path / "out")
+    assert len(_jsonl_rows(written)) == 1
+    assert exporter.skipped == {"no_trajectory": 1}  # type: ignore[attr-defined]
+
+
+def test_export_of_a_build_without_rr_says_to_use_orr(tmp_path: Path) -> None:
+    build = write_example_build(tmp_path / "b", samples=2, rejects=0)
+    shard = build / "accepted" / "shard-00000.jsonl"
+    rows = [Sample.model_validate_json(line) for line in shard.read_text().splitlines()]
+    shard.write_text(
+        "".join(s.model_copy(update={"trajectory": None}).model_dump_json() + "\n" for s in rows)
+    )
+    with pytest.raises(ConfigError, match="export with kind='orr'"):
+        run_export(build, "llava", dest=tmp_path / "x")
+    assert len(_jsonl_rows(run_export(build, "llava", dest=tmp_path / "y", kind="orr"))) == 2
+
+
+def test_create_exporter_lenient_drops_options_it_does_not_take() -> None:
+    exporter = create_exporter("mmat1m", strict=False, image_paths="copy")
+    assert type(exporter).__name__ == "ReleaseExporter"
+    assert create_exporter("swift", strict=False, image_paths="copy").image_paths == "copy"  # type: ignore[attr-defined]

@@ -11,8 +11,10 @@ into ``{split}-00000.jsonl`` files of at most ``shard_size`` rows.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any, ClassVar, Literal, Protocol
@@ -36,6 +38,8 @@ SPLITS = {
 }
 
 Message = tuple[str, str]
+
+logger = logging.getLogger(__name__)
 
 
 class ImagePlaceholderError(MmatError):
@@ -198,6 +202,7 @@ class ConversationExporter(Exporter):
         self.kind: Kind = kind
         self.shard_size = shard_size
         self.rows_by_split: dict[str, int] = {}
+        self.skipped: Counter[str] = Counter()
 
     @abstractmethod
     def row(self, sample: Sample, messages: list[Message], images: list[str]) -> dict[str, Any]:
@@ -206,10 +211,15 @@ class ConversationExporter(Exporter):
     def export(self, samples: Iterable[Sample], out_dir: Path) -> list[Path]:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        self.skipped = Counter()
         placer = ImagePlacer(self.image_paths, out_dir)
         writers: dict[str, RowWriter] = {}
         try:
             for sample in samples:
+                if (sample.trajectory if self.kind == "rr" else sample.orr) is None:
+                    # e.g. an orr_only ablation exported as RR: counted and reported, not fatal
+                    self.skipped[f"no_{'trajectory' if self.kind == 'rr' else 'orr'}"] += 1
+                    continue
                 messages = sample_messages(sample, self.kind)
                 messages = place_image_tokens(messages, len(sample.images), sample_id=sample.id)
                 images = [placer.place(ref) for ref in sample.images]
@@ -221,6 +231,14 @@ class ConversationExporter(Exporter):
             for writer in writers.values():
                 writer.close()
         self.rows_by_split = {split: writer.rows for split, writer in writers.items()}
+        for reason, count in self.skipped.items():
+            logger.warning(
+                "%s export skipped %d sample(s) (%s); export them with kind=%r",
+                self.name,
+                count,
+                reason,
+                "orr" if self.kind == "rr" else "rr",
+            )
         written = [path for writer in writers.values() for path in writer.paths]
         written += self.finish(out_dir, {split: writer.paths for split, writer in writers.items()})
         return sorted(written)

@@ -15,11 +15,12 @@ from mmat.store import EXPORTS_DIR, iter_accepted
 logger = logging.getLogger(__name__)
 
 
-def create_exporter(name: str, **options: Any) -> Exporter:
+def create_exporter(name: str, *, strict: bool = True, **options: Any) -> Exporter:
     """Instantiate the exporter registered as ``name`` with the options it accepts.
 
     Options left at ``None`` are not passed. An option the exporter does not take is an error that
-    names the options it does take.
+    names the options it does take, unless ``strict=False`` (a run config's ``output.image_paths``
+    applies to the chat formats and is dropped for ``mmat1m``).
     """
     cls = EXPORTERS.get(name)
     given = {key: value for key, value in options.items() if value is not None}
@@ -29,7 +30,10 @@ def create_exporter(name: str, **options: Any) -> Exporter:
         if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
     }
     unknown = sorted(set(given) - accepted)
-    if unknown:
+    if unknown and not strict:
+        logger.debug("exporter %s ignores option(s) %s", name, ", ".join(unknown))
+        given = {key: value for key, value in given.items() if key in accepted}
+    elif unknown:
         takes = f"it takes: {', '.join(sorted(accepted))}" if accepted else "it takes no options"
         raise ConfigError(
             f"exporter {name!r} does not take option(s) {', '.join(unknown)}; {takes}. Fix: drop those flags"
@@ -62,4 +66,11 @@ def run_export(
     target = Path(dest) if dest is not None else build / EXPORTS_DIR / name
     written = exporter.export(iter_accepted(build), target)
     logger.info("exporter %s wrote %d file(s) under %s", name, len(written), target)
+    skipped = getattr(exporter, "skipped", None)
+    if skipped and not sum(getattr(exporter, "rows_by_split", {}).values()):
+        other = "orr" if options.get("kind") in (None, "rr") else "rr"
+        raise ConfigError(
+            f"exporter {name!r} wrote nothing: every sample lacks that form ({dict(skipped)}); "
+            f"export with kind={other!r}"
+        )
     return written
