@@ -31,7 +31,9 @@ STEPS = [
 ]
 
 
-def test_ask_prints_the_trajectory(mock_server: MockTeacherServer, table_image: ImageRef) -> None:
+def test_ask_prints_the_trajectory(
+    mock_server: MockTeacherServer, table_image: ImageRef, tmp_path: Path
+) -> None:
     image = str(Path(table_image.root or "") / table_image.path)
     mock_server.script(STEPS)
     args = ["ask", image, QUESTION, "--model", "m", "--base-url", mock_server.base_url, "--no-tools"]
@@ -41,6 +43,13 @@ def test_ask_prints_the_trajectory(mock_server: MockTeacherServer, table_image: 
     assert "Based on the above information, please summarize" in result.output
     assert "answer: 2,825.35" in result.output
     assert "mode rr" in result.output and "2 model calls" in result.output
+
+    mock_server.script(STEPS)
+    system = tmp_path / "system.txt"
+    system.write_text("You are the tuned MMAT agent.\nUse <THOUGHT> and <SIGNAL>.", encoding="utf-8")
+    result = CliRunner().invoke(cli, [*args, "--system-prompt-file", str(system)])
+    assert result.exit_code == 0, result.output
+    assert mock_server.requests[-1].body["messages"][0]["content"] == system.read_text(encoding="utf-8")
 
     mock_server.script(["<THOUGHT>x</THOUGHT><ANSWER>The answer is: 2,825.35</ANSWER>"])
     result = CliRunner().invoke(cli, [*args, "--mode", "orr", "--json"])

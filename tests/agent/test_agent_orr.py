@@ -112,7 +112,8 @@ async def test_orr_leaves_out_failed_operators_and_keeps_user_ones(
         QUESTION,
         [ApiBlock(tool="ocr", text=OUTPUTS["ocr"]), ApiBlock(tool="face_recognition", text="Veronica")],
     )
-    assert [t.error for t in result.operator_timings] == ["not_enabled", None, None]
+    timings = [(t.tool, t.error) for t in result.operator_timings]
+    assert timings == [("ocr", None), ("label_bbox", "not_enabled"), ("face_recognition", None)]
 
 
 async def test_orr_unparsable_answer_is_a_failure_record(

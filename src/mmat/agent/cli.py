@@ -46,6 +46,11 @@ def model_options(function: Any) -> Any:
             help="Comma-separated operators to enable (default: the config's tools.enabled).",
         ),
         click.option("--no-tools", is_flag=True, help="Run without operators and RAG."),
+        click.option(
+            "--system-prompt-file",
+            type=click.Path(exists=True, dir_okay=False),
+            help="The RR system prompt the model was tuned with (default: rendered from the operators).",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -108,7 +113,14 @@ def build_agent(**options: Any) -> Any:
         options["temperature"],
     )
     tools = build_tools(options["config_path"], options["operators"], options["no_tools"])
-    return Agent(model, tools, max_steps=options["max_steps"], time_limit_s=options["time_limit"])
+    system_file = options.get("system_prompt_file")
+    return Agent(
+        model,
+        tools,
+        max_steps=options["max_steps"],
+        time_limit_s=options["time_limit"],
+        system_prompt=Path(system_file).read_text(encoding="utf-8") if system_file else None,
+    )
 
 
 def print_result(result: AgentResult) -> None:

@@ -42,7 +42,6 @@ from mmat.llm.base import ChatMessage, ImagePart, TextPart
 from mmat.schema import ApiBlock, ImageRef, Signal, Step, ToolResult
 from mmat.tools.base import ToolProvider
 from mmat.wire import (
-    OPERATOR_NAMES,
     ORR_SYSTEM_PROMPT,
     REFLECTION_PROMPT_TURN,
     canonical_operator,
@@ -186,6 +185,10 @@ class Agent:
         max_steps: the most RR steps before the run fails with ``step_limit``.
         time_limit_s: wall-time limit of one ``answer`` call; None for no limit.
         rag_top_k: snippets per RAG query (the paper uses 3).
+        system_prompt: the RR system prompt the model was tuned with, verbatim (e.g. read from a
+            released ``*_RR_sys.jsonl`` row); by default it is rendered by
+            :func:`mmat.wire.render_rr_system` from the available operators, as the Rationale stage
+            does for the same tool configuration.
 
     Raises:
         ConfigError: a limit is out of range or a declared operator clashes with another.
@@ -200,6 +203,7 @@ class Agent:
         max_steps: int = 8,
         time_limit_s: float | None = None,
         rag_top_k: int = 3,
+        system_prompt: str | None = None,
     ) -> None:
         if max_steps < 1:
             raise ConfigError(f"max_steps must be at least 1, got {max_steps}")
@@ -212,6 +216,7 @@ class Agent:
         self.max_steps = max_steps
         self.time_limit_s = time_limit_s
         self.rag_top_k = rag_top_k
+        self.system_prompt = system_prompt
         self.user_operators: dict[str, UserOperator] = {}
         builtin = dict(tools.available()) if tools is not None else {}
         for op in extra_operators or []:
@@ -222,15 +227,16 @@ class Agent:
                     f"operator {op.name!r} is already provided by the tool layer; name yours differently"
                 )
             self.user_operators[op.name] = op
-        ordered = [name for name in OPERATOR_NAMES if name in builtin]
-        ordered += sorted(name for name in builtin if name not in OPERATOR_NAMES)
-        self.catalog: dict[str, str] = {name: builtin[name] for name in ordered}
+        # the tool layer's order, as the Rationale stage lists them in the training system prompt
+        self.catalog: dict[str, str] = dict(builtin)
         self.catalog.update({name: op.description for name, op in self.user_operators.items()})
 
     # ----------------------------------------------------------------------------------------------
 
     def rr_system_prompt(self) -> str:
         """The RR system prompt listing this agent's operators (and RAG when a tool layer is given)."""
+        if self.system_prompt is not None:
+            return self.system_prompt
         return render_rr_system(self.catalog.items(), rag=self.tools is not None)
 
     async def answer(
