@@ -61,8 +61,10 @@ def frobenius_sq_gram(a: torch.Tensor, b: torch.Tensor, scaling: float | torch.T
     gram_a = a @ a.transpose(-1, -2)  # (.., r, r)
     gram_b = b.transpose(-1, -2) @ b  # (.., r, r)
     per_layer = (gram_a * gram_b).sum(dim=(-1, -2))
-    scale = torch.as_tensor(scaling, dtype=dtype, device=per_layer.device)
-    return (per_layer * scale * scale).sum()
+    if isinstance(scaling, torch.Tensor):
+        scale = scaling.to(device=per_layer.device, dtype=dtype)
+        return (per_layer * scale * scale).sum()
+    return per_layer.sum() * (float(scaling) ** 2)
 
 
 def frobenius_sq_dense(a: torch.Tensor, b: torch.Tensor, scaling: float) -> torch.Tensor:
@@ -156,20 +158,28 @@ def lora_frobenius_penalty(model: nn.Module, *, grouped: bool = True) -> torch.T
     if not grouped:
         terms = [frobenius_sq_gram(f.a, f.b, f.scaling).to(device) for f in factors]
         return torch.stack(terms).sum()
+    # The scaling is part of the key so that it stays a Python float: a tensor of scalings would be a
+    # host-to-device copy, which synchronises the stream on every step.
     groups: dict[tuple[Any, ...], list[LoraFactor]] = {}
     for factor in factors:
-        key = (tuple(factor.a.shape), tuple(factor.b.shape), factor.a.dtype, factor.a.device, factor.b.device)
+        key = (
+            tuple(factor.a.shape),
+            tuple(factor.b.shape),
+            factor.a.dtype,
+            factor.b.dtype,
+            factor.a.device,
+            factor.b.device,
+            factor.scaling,
+        )
         groups.setdefault(key, []).append(factor)
     total = torch.zeros((), dtype=torch.float32, device=device)
     for members in groups.values():
         if len(members) == 1:
-            only = members[0]
-            term = frobenius_sq_gram(only.a, only.b, only.scaling)
+            term = frobenius_sq_gram(members[0].a, members[0].b, members[0].scaling)
         else:
             stacked_a = torch.stack([m.a for m in members])
             stacked_b = torch.stack([m.b for m in members])
-            scalings = torch.tensor([m.scaling for m in members], device=stacked_a.device)
-            term = frobenius_sq_gram(stacked_a, stacked_b, scalings)
+            term = frobenius_sq_gram(stacked_a, stacked_b, members[0].scaling)
         total = total + term.to(device=device, dtype=torch.float32)
     return total
 

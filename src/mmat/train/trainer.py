@@ -65,7 +65,8 @@ class FrobeniusPenaltyTrainer(Trainer):
         if penalty_lambda < 0:
             raise ConfigError(f"penalty lambda must be >= 0, got {penalty_lambda}")
         self.penalty_lambda = float(penalty_lambda)
-        self._penalty_sum = 0.0
+        # Summed on the device and read at logging time only: a float() per step would synchronise.
+        self._penalty_sum: torch.Tensor | None = None
         self._penalty_count = 0
 
     def loss_already_scaled_for_accumulation(self, num_items_in_batch: Any) -> bool:
@@ -94,7 +95,8 @@ class FrobeniusPenaltyTrainer(Trainer):
         outputs: Any
         loss, outputs = result if return_outputs else (result, None)
         penalty = lora_frobenius_penalty(self.accelerator.unwrap_model(model))
-        self._penalty_sum += float(penalty.detach())
+        detached = penalty.detach()
+        self._penalty_sum = detached if self._penalty_sum is None else self._penalty_sum + detached
         self._penalty_count += 1
         if self.penalty_lambda > 0:
             weight = self.penalty_lambda
@@ -104,11 +106,11 @@ class FrobeniusPenaltyTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        if "loss" in logs and self._penalty_count:
-            mean = self._penalty_sum / self._penalty_count
+        if "loss" in logs and self._penalty_count and self._penalty_sum is not None:
+            mean = float(self._penalty_sum) / self._penalty_count
             logs["lora_frobenius"] = mean
             logs["penalty_loss"] = self.penalty_lambda * mean
-            self._penalty_sum, self._penalty_count = 0.0, 0
+            self._penalty_sum, self._penalty_count = None, 0
         super().log(logs, *args, **kwargs)
 
 
