@@ -215,11 +215,8 @@ class OpenAIModel:
                 "server", f"cannot reach {url}: {error}; is the model server running at that address?"
             ) from None
         if response.status_code == 429:
-            retry = response.headers.get("retry-after")
             raise TeacherError(
-                "rate_limit",
-                f"{url} answered 429 (rate limited)",
-                retry_after=float(retry) if retry and retry.replace(".", "", 1).isdigit() else None,
+                "rate_limit", f"{url} answered 429 (rate limited)", retry_after=_retry_after(response.headers)
             )
         if response.status_code >= 500:
             raise TeacherError("server", f"{url} answered {response.status_code}: {response.text[:200]}")
@@ -251,6 +248,17 @@ class OpenAIModel:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds); None if absent."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        try:
+            return max(0.0, float(value) * scale) if value is not None else None
+        except ValueError:
+            continue
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
