@@ -66,3 +66,23 @@ def test_card_cli_writes_readme(tmp_path: Path) -> None:
     text = (build / "README.md").read_text()
     assert "# My MMAT data" in text and NON_COMMERCIAL_HEADING in text
     assert write_card(build, tmp_path / "elsewhere" / "README.md").is_file()
+
+
+def test_card_embeds_report_md_under_statistics_and_flags_plumbing_teachers(tmp_path: Path) -> None:
+    from mmat.export.example_build import example_sample
+    from mmat.store import shard_file
+
+    build = tmp_path / "b"
+    sample = example_sample(0, build / "img")
+    sample.trajectory.provenance = sample.trajectory.provenance.model_copy(
+        update={"teacher_grade": "plumbing"}
+    )  # type: ignore[union-attr]
+    path = shard_file(build, "accepted", 0)
+    path.parent.mkdir(parents=True)
+    path.write_text(sample.model_dump_json() + "\n")
+    (build / "report.md").write_text("# mmat build report\n\n## Reflection\n\n| general |\n|---|\n| 0 |\n")
+    card = render_card(build)
+    assert "### mmat build report" in card and "#### Reflection" in card
+    assert "\n# mmat build report" not in card
+    assert card.index("## Statistics") < card.index("### mmat build report")
+    assert "> [!CAUTION]" in card and "1 sample(s) were written by a plumbing-grade teacher" in card

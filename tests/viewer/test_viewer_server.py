@@ -216,3 +216,16 @@ def test_index_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatch: pyte
     (build / ".mmat-viewer" / "columns.bin").write_bytes(b"\0")
     assert len(RecordIndex.build(build)) == len(grown)
     assert len(RecordIndex.build(build, cache=False)) == len(grown)
+
+
+def test_boxes_from_the_payloads_of_mmat_tools() -> None:
+    # mmat.tools.face: {"faces": [{"box", "score"}], "width", "height"} in pixels
+    face = {"faces": [{"box": [454.0, 301.0, 883.0, 838.0], "score": 0.93}], "width": 1000, "height": 900}
+    assert result_boxes({"tool": "face_detection", "payload": face}) == [
+        {"kind": "face", "label": "face", "box": [454.0, 301.0, 883.0, 838.0], "normalised": False}
+    ]
+    # mmat.tools.detection: {"boxes": {label: [normalised boxes]}, "scores": {...}, "queries": [...]}
+    ovd = {"boxes": {"dog": [[0.12, 0.3, 0.55, 0.91]]}, "scores": {"dog": [0.8]}, "queries": ["dog", "cat"]}
+    assert result_boxes({"tool": "label_bbox", "payload": ovd}) == [
+        {"kind": "ovd", "label": "dog", "box": [0.12, 0.3, 0.55, 0.91], "normalised": True}
+    ]

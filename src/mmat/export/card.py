@@ -27,6 +27,20 @@ _HF_LICENCES = {
     "mit": "mit",
 }
 NON_COMMERCIAL_HEADING = "NON-COMMERCIAL DATA INSIDE"
+PLUMBING_GRADE = "plumbing"
+
+
+def _demote_headings(markdown: str, levels: int = 2) -> str:
+    """Push an embedded report's headings under the card's ``## Statistics`` section."""
+    out = []
+    fenced = False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced and line.startswith("#"):
+            line = "#" * levels + line
+        out.append(line)
+    return "\n".join(out)
 
 
 def hf_licence_id(licence: str) -> str | None:
@@ -112,6 +126,15 @@ def _provenance(stats: BuildStats) -> list[str]:
     ]
     if stats.teachers:
         lines += _table(["teacher / model", "samples"], [[k, v] for k, v in stats.teachers.most_common()])
+        if stats.teacher_grades:
+            grades = ", ".join(f"{grade} ({n})" for grade, n in stats.teacher_grades.most_common())
+            lines += ["", f"Teacher grade: {grades}."]
+        if stats.teacher_grades.get(PLUMBING_GRADE):
+            lines += [
+                "",
+                f"> [!CAUTION]\n> {stats.teacher_grades[PLUMBING_GRADE]} sample(s) were written by a plumbing-grade "
+                "teacher (rule-based, for testing the pipeline): their rationales are not training data.",
+            ]
     else:
         lines.append("No teacher was recorded in the provenance of these samples.")
     lines += ["", "### Prompt hashes", ""]
@@ -224,7 +247,7 @@ def render_card(out_dir: str | Path, *, title: str | None = None, card_dir: str 
         lines += [
             "From the build's statistics report (`report.md`):",
             "",
-            report_md.read_text(encoding="utf-8").strip(),
+            _demote_headings(report_md.read_text(encoding="utf-8").strip()),
             "",
         ]
         lines += ["### Counts from the stored records", ""]

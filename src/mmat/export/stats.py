@@ -102,6 +102,7 @@ class BuildStats:
     rejects_by_reason: Counter[str] = field(default_factory=Counter)
     rejects_by_stage: Counter[str] = field(default_factory=Counter)
     teachers: Counter[str] = field(default_factory=Counter)
+    teacher_grades: Counter[str] = field(default_factory=Counter)
     prompt_hashes: dict[str, Counter[str]] = field(default_factory=dict)
     tool_versions: dict[str, Counter[str]] = field(default_factory=dict)
     mmat_versions: Counter[str] = field(default_factory=Counter)
@@ -133,6 +134,8 @@ class BuildStats:
         teacher = "/".join(str(p) for p in (provenance.get("teacher"), provenance.get("teacher_model")) if p)
         if teacher:
             self.teachers[teacher] += 1
+        if provenance.get("teacher_grade"):
+            self.teacher_grades[str(provenance["teacher_grade"])] += 1
         for name, digest in (provenance.get("prompt_hashes") or {}).items():
             self.prompt_hashes.setdefault(name, Counter())[str(digest)] += 1
         for tool, version in (provenance.get("tool_versions") or {}).items():
@@ -208,6 +211,7 @@ class BuildStats:
             "rejects_by_reason": dict(self.rejects_by_reason.most_common()),
             "rejects_by_stage": dict(self.rejects_by_stage.most_common()),
             "teachers": dict(self.teachers.most_common()),
+            "teacher_grades": dict(self.teacher_grades.most_common()),
             "prompt_hashes": {k: dict(v.most_common()) for k, v in sorted(self.prompt_hashes.items())},
             "tool_versions": {k: dict(v.most_common()) for k, v in sorted(self.tool_versions.items())},
             "mmat_versions": dict(self.mmat_versions.most_common()),
