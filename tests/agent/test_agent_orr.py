@@ -156,3 +156,16 @@ async def test_unknown_mode_and_missing_image(mock_server: MockTeacherServer, ta
     with pytest.raises(Exception, match="does not exist"):
         await agent.answer([missing], QUESTION)
     assert mock_server.request_count == 0
+
+
+async def test_every_mode_against_the_mock_servers_default_responder(
+    mock_server: MockTeacherServer, table_image: ImageRef
+) -> None:
+    """The mock's rule-based replies (no script) speak the RR and ORR formats: a plumbing smoke test."""
+    agent = Agent(OpenAIModel(mock_server.base_url, "m"))
+    rr = await agent.answer([table_image], "How much?", mode="rr")
+    assert rr.ok and rr.answer == "mock answer" and len(rr.steps) == 3 and rr.steps[-1].signal == "end"
+    orr = await agent.answer([table_image], "How much?", mode="orr")
+    assert orr.ok and orr.answer == "mock answer"
+    baseline = await agent.answer([table_image], "How much?", mode="baseline")
+    assert baseline.ok and baseline.answer.endswith("How much?")
