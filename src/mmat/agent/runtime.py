@@ -259,8 +259,9 @@ class Agent:
         result = AgentResult(mode=mode, question=question)
         run = _Run(self.model, result)
         started = time.perf_counter()
+        deadline = asyncio.timeout(self.time_limit_s)
         try:
-            async with asyncio.timeout(self.time_limit_s):
+            async with deadline:
                 if mode == "rr":
                     await self._answer_rr(run, refs, question)
                 elif mode == "orr":
@@ -268,6 +269,8 @@ class Agent:
                 else:
                     await self._answer_baseline(run, refs, question)
         except TimeoutError:
+            if not deadline.expired():
+                raise  # not our limit: a bug below, let it surface
             result.error_kind = "time_limit"
             result.error = (
                 f"time limit of {self.time_limit_s}s reached after {result.model_calls} model calls "
