@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mmat.config import SourceConfig
 from mmat.schema import AnswerType, Reject, Sample
-from mmat.sources import check_images, load
+from mmat.sources import check_images, check_images_or_reject, load
 
 
 def _samples(config: SourceConfig) -> list[Sample]:
@@ -135,3 +135,45 @@ def test_tabmwp_dev_sample(shared_data: Path) -> None:
     # The real table images decode under the lazy check.
     checked = check_images(by_pid["22084"])
     assert checked.images[0].width and checked.images[0].height and len(checked.images[0].sha256 or "") == 64
+
+
+def test_dynvqa_files_through_the_generic_loader(shared_data: Path) -> None:
+    """Dyn-VQA is an evaluation set (eval/ reads it); the generic loader maps it as image-QA data too."""
+    root = shared_data / "dynvqa"
+    for name, count in (
+        ("DynVQA_en.202406.head60.jsonl", 60),
+        ("DynVQA_zh.202406.head30.jsonl", 30),
+        ("DynVQA_en.202502.head20.jsonl", 20),
+    ):
+        config = SourceConfig(
+            name="generic",
+            root=str(root),
+            files=[name],
+            options={
+                "fields": {"id": "question_id", "image": "image_url"},
+                "subset": "dynvqa",
+                "license": "see Alibaba-NLP/OmniSearch",
+            },
+        )
+        samples = _samples(config)
+        raw = [json.loads(line) for line in (root / name).open(encoding="utf-8")]
+        assert len(samples) == len(raw) == count
+        for sample, row in zip(samples, raw, strict=True):
+            assert sample.id == f"generic/dynvqa/{row['question_id']}"
+            # some answers are JSON numbers (e.g. 0); aliases are kept as text
+            assert sample.qas[0].answer == str(row["answer"][0])
+            assert sample.qas[0].aliases == [str(a) for a in row["answer"][1:]]
+            assert sample.images[0].path == row["image_url"] and sample.images[0].is_url
+    first = _samples(
+        SourceConfig(
+            name="generic",
+            root=str(root),
+            files=["DynVQA_en.202406.head60.jsonl"],
+            limit=1,
+            options={"fields": {"id": "question_id", "image": "image_url"}, "subset": "dynvqa"},
+        )
+    )[0]
+    assert first.qas[0].answer == "莱昂纳多·迪卡普里奥没有任何孩子。"
+    assert first.qas[0].aliases == ["Leonardo DiCaprio does not have any children."]
+    rejected = check_images_or_reject(first)
+    assert isinstance(rejected, Reject) and rejected.reason == "image_is_url"

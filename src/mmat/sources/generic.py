@@ -190,7 +190,10 @@ class GenericSource(FileSource):
         cells = value if isinstance(value, list) else [value]
         refs = []
         for cell in cells:
-            if isinstance(cell, str) and cell.strip():
+            if isinstance(cell, str) and cell.startswith(("http://", "https://")):
+                # kept as a URL: the lazy check asks for a local copy before a tool reads it
+                refs.append(ImageRef(path=cell))
+            elif isinstance(cell, str) and cell.strip():
                 refs.append(self.image_ref(cell, location=location))
             elif (data := image_bytes(cell)) is not None:
                 refs.append(self.store.put(data))
