@@ -27,10 +27,12 @@ to the engine; without one no operator is available and a call returns a result 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import random
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from mmat.config import RunConfig
@@ -38,7 +40,7 @@ from mmat.engine.cache import CallCache, call_key
 from mmat.engine.limits import RequestLimiter, backoff_delay
 from mmat.engine.stats import RunStats
 from mmat.errors import TeacherError
-from mmat.images import image_sha256
+from mmat.images import resolve_image
 from mmat.llm.base import ChatMessage, Completion, DecodingParams, ImagePart, Teacher
 from mmat.llm.tokens import estimate_request_tokens
 from mmat.schema import ImageRef, ToolResult
@@ -93,6 +95,7 @@ class EngineContext:
         self._rng = random.Random(seed)
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
         self._sha_memo: dict[tuple[str, str | None, float, int], str] = {}
+        self._resolved: dict[tuple[str | None, str], Path] = {}
 
     # -- teacher calls ------------------------------------------------------------------------------
 
@@ -121,17 +124,21 @@ class EngineContext:
     def _sha(self, ref: ImageRef) -> str | None:
         if ref.is_url:
             return None
+        where = (ref.root, ref.path)
         try:
-            from mmat.images import resolve_image
-
-            path = resolve_image(ref)
+            path = self._resolved.get(where)
+            if path is None:
+                path = resolve_image(ref)
+                if len(self._resolved) > 100_000:
+                    self._resolved.clear()
+                self._resolved[where] = path
             stat = os.stat(path)
         except Exception:  # the client reports a bad image when it sends the request
             return None
         memo_key = (str(path), None, stat.st_mtime, stat.st_size)
         found = self._sha_memo.get(memo_key)
         if found is None:
-            found = image_sha256(ref)
+            found = hashlib.sha256(path.read_bytes()).hexdigest()
             if len(self._sha_memo) > 100_000:
                 self._sha_memo.clear()
             self._sha_memo[memo_key] = found

@@ -29,17 +29,21 @@ import asyncio
 import base64
 import collections
 import email.utils
+import hashlib
 import io
 import json
 import logging
 import os
+import re
+import secrets
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from mmat.config import TeacherConfig
 from mmat.errors import ConfigError, ImageError, TeacherError
-from mmat.images import read_image_bytes
+from mmat.images import MAX_IMAGE_BYTES, resolve_image
 from mmat.llm.base import ChatMessage, Completion, DecodingParams, ImagePart, Teacher, TextPart, Usage
 from mmat.llm.tokens import estimate_prompt_tokens
 from mmat.schema import ImageRef
@@ -139,7 +143,10 @@ class OpenAITeacher(Teacher):
             self._headers["Authorization"] = f"Bearer {key}"
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
-        self._encoded: collections.OrderedDict[tuple[Any, ...], str] = collections.OrderedDict()
+        self._encoded: collections.OrderedDict[tuple[Any, ...], bytes] = collections.OrderedDict()
+        self._resolved: dict[tuple[str | None, str], Path] = {}
+        self._marker = f"@mmat-image-{secrets.token_hex(6)}-"
+        self._marker_re = re.compile(re.escape(self._marker) + r"(\d+)@")
         self.calls = 0
         self.total_usage = Usage()
         self.total_cost_usd = 0.0
@@ -196,22 +203,46 @@ class OpenAITeacher(Teacher):
 
     def encode_image(self, ref: ImageRef) -> str:
         """The ``data:`` URL of an image, downscaled when ``image_max_side`` asks for it."""
+        return self._image_url(ref).decode("ascii")
+
+    def _image_url(self, ref: ImageRef) -> bytes:
         if ref.is_url and ref.path.startswith(("http://", "https://")):
-            return ref.path
+            return ref.path.encode()
         key = (ref.path, ref.root, ref.sha256, self.image_max_side)
         hit = self._encoded.get(key)
         if hit is not None:
             self._encoded.move_to_end(key)
             return hit
-        data = read_image_bytes(ref)
+        data = self._read(ref)
         mime = _mime(data)
         if self.image_max_side:
             data, mime = self._downscale(data, mime, ref)
-        url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+        url = f"data:{mime};base64,".encode() + base64.b64encode(data)
         self._encoded[key] = url
-        while len(self._encoded) > 64:
+        while len(self._encoded) > 256:
             self._encoded.popitem(last=False)
         return url
+
+    def _read(self, ref: ImageRef) -> bytes:
+        """The image bytes; the checked path of ``(root, path)`` is remembered (resolving costs syscalls)."""
+        where = (ref.root, ref.path)
+        path = self._resolved.get(where)
+        if path is None:
+            path = resolve_image(ref)
+            if len(self._resolved) > 100_000:
+                self._resolved.clear()
+            self._resolved[where] = path
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise ImageError("image_missing", f"cannot read image {path}: {error}") from None
+        if len(data) > MAX_IMAGE_BYTES:
+            raise ImageError("image_too_large", f"image {path} is {len(data)} bytes, above {MAX_IMAGE_BYTES}")
+        if ref.sha256 is not None and hashlib.sha256(data).hexdigest() != ref.sha256:
+            raise ImageError(
+                "image_changed", f"image {path} does not match its recorded sha256; rebuild the input"
+            )
+        return data
 
     def _downscale(self, data: bytes, mime: str, ref: ImageRef) -> tuple[bytes, str]:
         from mmat.images import decode_image
@@ -229,7 +260,11 @@ class OpenAITeacher(Teacher):
             mime = "image/jpeg"
         return out.getvalue(), mime
 
-    def _wire_messages(self, messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    def _wire_messages(
+        self, messages: list[ChatMessage], images: list[bytes] | None = None
+    ) -> list[dict[str, Any]]:
+        """Messages in the OpenAI shape; with ``images`` given, image URLs become placeholders
+        (``images`` collects their bytes) so that the big base64 strings skip the JSON encoder."""
         wire: list[dict[str, Any]] = []
         for message in messages:
             if isinstance(message.content, str):
@@ -241,20 +276,22 @@ class OpenAITeacher(Teacher):
                     parts.append({"type": "text", "text": part.text})
                 elif isinstance(part, ImagePart):
                     detail = self.image_detail if part.detail == "auto" else part.detail
-                    parts.append(
-                        {
-                            "type": "image_url",
-                            "image_url": {"url": self.encode_image(part.image), "detail": detail},
-                        }
-                    )
+                    if images is None:
+                        url = self.encode_image(part.image)
+                    else:
+                        url = f"{self._marker}{len(images)}@"
+                        images.append(self._image_url(part.image))
+                    parts.append({"type": "image_url", "image_url": {"url": url, "detail": detail}})
             wire.append({"role": message.role, "content": parts})
         return wire
 
-    def request_body(self, messages: list[ChatMessage], params: DecodingParams) -> dict[str, Any]:
+    def request_body(
+        self, messages: list[ChatMessage], params: DecodingParams, *, images: list[bytes] | None = None
+    ) -> dict[str, Any]:
         """The JSON body of one chat completion request (images encoded now)."""
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": self._wire_messages(messages),
+            "messages": self._wire_messages(messages, images),
             "temperature": params.temperature,
             "max_tokens": params.max_tokens,
         }
@@ -267,6 +304,19 @@ class OpenAITeacher(Teacher):
         if params.json_mode:
             body["response_format"] = {"type": "json_object"}
         return body
+
+    def request_payload(self, messages: list[ChatMessage], params: DecodingParams) -> bytes:
+        """The request body as bytes; base64 images are spliced in after JSON encoding (no escaping
+        is needed for base64, and encoding a 64 KB string through ``json`` cost 0.2 ms a request)."""
+        images: list[bytes] = []
+        text = json.dumps(self.request_body(messages, params, images=images), ensure_ascii=False)
+        if not images:
+            return text.encode()
+        pieces = self._marker_re.split(text)
+        out: list[bytes] = []
+        for index, piece in enumerate(pieces):
+            out.append(piece.encode() if index % 2 == 0 else images[int(piece)])
+        return b"".join(out)
 
     def cost(self, usage: Usage) -> float:
         """USD of one call's usage under :attr:`prices`."""
@@ -281,10 +331,9 @@ class OpenAITeacher(Teacher):
         import aiohttp
 
         try:
-            body = self.request_body(messages, params)
+            payload = self.request_payload(messages, params)
         except ImageError as error:
             raise TeacherError("client", f"cannot send an image to the teacher: {error}") from None
-        payload = json.dumps(body, ensure_ascii=False).encode()
         session = await self._client()
         url = f"{self.base_url}/chat/completions"
         started = time.perf_counter()
