@@ -43,11 +43,13 @@ def server(build: Path) -> Iterator[ViewerServer]:
     srv.server_close()
 
 
-def _get(server: ViewerServer, path: str) -> tuple[int, bytes]:
+def _get(server: ViewerServer, path: str, host_header: str | None = None) -> tuple[int, bytes]:
     """A raw request: the path is sent exactly as given (no client-side normalisation)."""
     host, port = server.server_address[:2]
     connection = http.client.HTTPConnection(str(host), int(port), timeout=10)
-    connection.putrequest("GET", path, skip_accept_encoding=True)
+    connection.putrequest("GET", path, skip_host=host_header is not None, skip_accept_encoding=True)
+    if host_header is not None:
+        connection.putheader("Host", host_header)
     connection.endheaders()
     response = connection.getresponse()
     body = response.read()
@@ -64,6 +66,12 @@ def _json(server: ViewerServer, path: str) -> dict:
 def test_binds_loopback_only(server: ViewerServer) -> None:
     assert server.server_address[0] == "127.0.0.1"
     assert server.url.startswith("http://127.0.0.1:")
+
+
+def test_foreign_host_header_is_refused(server: ViewerServer) -> None:
+    port = server.server_address[1]
+    assert _get(server, "/api/stats", host_header="evil.example:80")[0] == 403
+    assert _get(server, "/api/stats", host_header=f"localhost:{port}")[0] == 200
 
 
 @pytest.mark.parametrize(

@@ -181,7 +181,16 @@ class ViewerHandler(BaseHTTPRequestHandler):
             logger.exception("viewer request %s failed", self.path)
             self._send_json({"error": "internal error; see the server log"}, HTTPStatus.INTERNAL_SERVER_ERROR)
 
+    def _host_allowed(self) -> bool:
+        """Refuse requests for another host name (DNS rebinding): only 127.0.0.1/localhost:port."""
+        port = self.server.server_address[1]
+        host = (self.headers.get("Host") or "").strip().lower()
+        return host in {f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", "localhost"}
+
     def _route(self) -> None:
+        if not self._host_allowed():
+            self._send_error(HTTPStatus.FORBIDDEN, "unexpected Host header; open the viewer at 127.0.0.1")
+            return
         parts = urlsplit(self.path)
         raw_path = parts.path
         decoded = unquote(raw_path)
