@@ -19,8 +19,9 @@ class SwiftExporter(ConversationExporter):
     dataset-level equivalent of ``--loss_scale last_round``. Extra keys (``id``, ``source``,
     ``license``, ``non_commercial``) are ignored by ms-swift and keep every row's licence.
 
-    Train with ``swift sft --dataset EXPORT/train`` (run it from the export directory when image paths
-    are relative).
+    Train with ``swift sft --dataset EXPORT/train``. ms-swift resolves relative image paths against the
+    working directory, not the JSONL file (modelscope/ms-swift#7887): run it from the export directory,
+    or export with ``image_paths="absolute"`` (``--images absolute``).
 
     Example:
         >>> SwiftExporter(image_paths="copy", final_round_only=True).export(samples, Path("out/swift"))
