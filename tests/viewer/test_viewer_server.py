@@ -237,3 +237,20 @@ def test_boxes_from_the_payloads_of_mmat_tools() -> None:
     assert result_boxes({"tool": "label_bbox", "payload": ovd}) == [
         {"kind": "ovd", "label": "dog", "box": [0.12, 0.3, 0.55, 0.91], "normalised": True}
     ]
+
+
+def test_view_cli_reports_a_busy_port(build: Path) -> None:
+    import socket
+
+    from click.testing import CliRunner
+
+    from mmat.cli import cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["view", str(build), "--port", str(port)])
+    assert result.exit_code != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in str(result.exception) + result.output
+    assert "pick another with --port" in str(result.exception) + result.output
