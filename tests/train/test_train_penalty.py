@@ -138,3 +138,21 @@ def test_adalora_is_refused() -> None:
     model = peft.get_peft_model(Tiny(), config)
     with pytest.raises(UnsupportedAdapterError, match="AdaLoRA"):
         lora_frobenius_penalty(model)
+
+
+def test_the_cached_penalty_follows_training_steps_and_adapter_switches() -> None:
+    from mmat.train.penalty import FrobeniusPenalty
+
+    model = _peft(["q", "v", "embed", "conv"])
+    cached = FrobeniusPenalty(model)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(3):  # the cached factors are the live parameters: values and gradients stay right
+        value = cached()
+        assert float(value.detach()) == pytest.approx(float(lora_frobenius_penalty(model).detach()), rel=1e-6)
+        value.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.add_adapter("other", peft.LoraConfig(r=2, target_modules=["v"], init_lora_weights=False))
+    model.set_adapter("other")
+    assert float(cached().detach()) == pytest.approx(float(lora_frobenius_penalty(model).detach()), rel=1e-6)
+    assert float(cached().detach()) != pytest.approx(float(value.detach()))

@@ -40,13 +40,28 @@ class UnsupportedAdapterError(MmatError):
 
 @dataclass(frozen=True)
 class LoraFactor:
-    """One active adapter on one layer: ``Delta W = scaling * B @ A`` (A and B flattened to 2-D)."""
+    """One active adapter on one layer: ``Delta W = scaling * B @ A``.
+
+    ``weight_a`` and ``weight_b`` are the peft parameters themselves; :attr:`a` and :attr:`b` are their
+    2-D views ``(r, in)`` and ``(out, r)``, taken anew at each use so that autograd sees the live
+    parameters (convolution factors have extra kernel dimensions).
+    """
 
     module_name: str
     adapter: str
-    a: torch.Tensor  # (r, in)
-    b: torch.Tensor  # (out, r)
+    weight_a: torch.Tensor
+    weight_b: torch.Tensor
     scaling: float
+
+    @property
+    def a(self) -> torch.Tensor:
+        weight = self.weight_a
+        return weight if weight.dim() == 2 else weight.reshape(weight.shape[0], -1)
+
+    @property
+    def b(self) -> torch.Tensor:
+        weight = self.weight_b
+        return weight if weight.dim() == 2 else weight.reshape(weight.shape[0], -1)
 
 
 def frobenius_sq_gram(a: torch.Tensor, b: torch.Tensor, scaling: float | torch.Tensor) -> torch.Tensor:
@@ -128,18 +143,51 @@ def iter_lora_factors(model: nn.Module) -> Iterator[LoraFactor]:
                     f"LoRA factors of {name!r} are empty: the parameters are partitioned (DeepSpeed ZeRO-3). "
                     "Fix: train with ZeRO-2 (mmat ships train/deepspeed_zero2.json) or without DeepSpeed"
                 )
-            rank = weight_a.shape[0]
+            if weight_b.dim() > 2 and any(size != 1 for size in weight_b.shape[2:]):
+                raise _refuse(name, "a LoRA B factor with a kernel larger than 1")
             yield LoraFactor(
                 module_name=name,
                 adapter=adapter,
-                a=weight_a.reshape(rank, -1),
-                b=weight_b.reshape(weight_b.shape[0], rank),
+                weight_a=weight_a,
+                weight_b=weight_b,
                 scaling=float(module.scaling[adapter]),
             )
 
 
+def _group_factors(factors: list[LoraFactor]) -> list[list[LoraFactor]]:
+    # The scaling is part of the key so that it stays a Python float: a tensor of scalings would be a
+    # host-to-device copy, which synchronises the stream on every step.
+    groups: dict[tuple[Any, ...], list[LoraFactor]] = {}
+    for factor in factors:
+        a, b = factor.a, factor.b
+        key = (tuple(a.shape), tuple(b.shape), a.dtype, b.dtype, a.device, b.device, factor.scaling)
+        groups.setdefault(key, []).append(factor)
+    return list(groups.values())
+
+
+def _penalty_of_groups(groups: list[list[LoraFactor]]) -> torch.Tensor:
+    if not groups:
+        return torch.zeros((), dtype=torch.float32)
+    device = groups[0][0].weight_a.device
+    total: torch.Tensor | None = None
+    for members in groups:
+        if len(members) == 1:
+            term = frobenius_sq_gram(members[0].a, members[0].b, members[0].scaling)
+        else:
+            stacked_a = torch.stack([m.a for m in members])
+            stacked_b = torch.stack([m.b for m in members])
+            term = frobenius_sq_gram(stacked_a, stacked_b, members[0].scaling)
+        term = term.to(device=device, dtype=torch.float32)
+        total = term if total is None else total + term
+    assert total is not None
+    return total
+
+
 def lora_frobenius_penalty(model: nn.Module, *, grouped: bool = True) -> torch.Tensor:
     """``sum_i ||Delta W_i||_F^2`` over every active LoRA adapter of ``model``, in fp32, differentiable.
+
+    This walks the model on every call; a training loop should hold a :class:`FrobeniusPenalty`,
+    which walks it once.
 
     Args:
         model: a peft ``PeftModel`` (or any module holding peft LoRA layers, as ms-swift's models do).
@@ -152,36 +200,46 @@ def lora_frobenius_penalty(model: nn.Module, *, grouped: bool = True) -> torch.T
         >>> loss = outputs.loss + 1e-4 * lora_frobenius_penalty(peft_model)  # doctest: +SKIP
     """
     factors = list(iter_lora_factors(model))
-    if not factors:
-        return torch.zeros((), dtype=torch.float32)
-    device = factors[0].a.device
-    if not grouped:
-        terms = [frobenius_sq_gram(f.a, f.b, f.scaling).to(device) for f in factors]
-        return torch.stack(terms).sum()
-    # The scaling is part of the key so that it stays a Python float: a tensor of scalings would be a
-    # host-to-device copy, which synchronises the stream on every step.
-    groups: dict[tuple[Any, ...], list[LoraFactor]] = {}
-    for factor in factors:
-        key = (
-            tuple(factor.a.shape),
-            tuple(factor.b.shape),
-            factor.a.dtype,
-            factor.b.dtype,
-            factor.a.device,
-            factor.b.device,
-            factor.scaling,
-        )
-        groups.setdefault(key, []).append(factor)
-    total = torch.zeros((), dtype=torch.float32, device=device)
-    for members in groups.values():
-        if len(members) == 1:
-            term = frobenius_sq_gram(members[0].a, members[0].b, members[0].scaling)
-        else:
-            stacked_a = torch.stack([m.a for m in members])
-            stacked_b = torch.stack([m.b for m in members])
-            term = frobenius_sq_gram(stacked_a, stacked_b, members[0].scaling)
-        total = total + term.to(device=device, dtype=torch.float32)
-    return total
+    if grouped:
+        return _penalty_of_groups(_group_factors(factors))
+    return _penalty_of_groups([[factor] for factor in factors])
+
+
+class FrobeniusPenalty:
+    """``sum_i ||Delta W_i||_F^2`` of a model, with the LoRA layers found once and reused every step.
+
+    Walking a large model's modules costs milliseconds of Python per step, which a launch-bound GPU
+    step pays in full; this callable walks once and keeps the grouped factors. It rebuilds them when
+    the model's active adapters or adapter set change (``set_adapter``, ``add_adapter``) or when
+    :meth:`refresh` is called.
+
+    Example:
+        >>> penalty = FrobeniusPenalty(peft_model)
+        >>> loss = outputs.loss + 1e-4 * penalty()  # doctest: +SKIP
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self._groups: list[list[LoraFactor]] | None = None
+        self._signature: tuple[Any, ...] | None = None
+
+    def _current_signature(self) -> tuple[Any, ...]:
+        model: Any = self.model
+        active = getattr(model, "active_adapters", ())
+        active = active() if callable(active) else active
+        configs = getattr(model, "peft_config", {})
+        return (tuple(active or ()), tuple(sorted(configs)) if isinstance(configs, dict) else ())
+
+    def refresh(self) -> None:
+        """Find the LoRA layers again (after changing adapters by hand)."""
+        self._groups = _group_factors(list(iter_lora_factors(self.model)))
+        self._signature = self._current_signature()
+
+    def __call__(self) -> torch.Tensor:
+        if self._groups is None or self._signature != self._current_signature():
+            self.refresh()
+        assert self._groups is not None
+        return _penalty_of_groups(self._groups)
 
 
 @torch.no_grad()

@@ -30,7 +30,7 @@ from mmat.errors import ConfigError, MissingDependencyError, RecordError
 from mmat.train.collators import Collator, collator_for
 from mmat.train.config import TrainConfig
 from mmat.train.data import ConversationEncoder, TrainRow, read_rows
-from mmat.train.penalty import lora_frobenius_penalty, total_update_norm
+from mmat.train.penalty import FrobeniusPenalty, total_update_norm
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class FrobeniusPenaltyTrainer(Trainer):
         if penalty_lambda < 0:
             raise ConfigError(f"penalty lambda must be >= 0, got {penalty_lambda}")
         self.penalty_lambda = float(penalty_lambda)
+        self._penalty: FrobeniusPenalty | None = None
         # Summed on the device and read at logging time only: a float() per step would synchronise.
         self._penalty_sum: torch.Tensor | None = None
         self._penalty_count = 0
@@ -78,6 +79,12 @@ class FrobeniusPenaltyTrainer(Trainer):
             (self.model_accepts_loss_kwargs and num_items_in_batch is not None)
             or self.compute_loss_func is not None
         )
+
+    def penalty_of(self, model: nn.Module) -> torch.Tensor:
+        """``sum_i ||Delta W_i||_F^2`` of ``model``, its LoRA layers found once and reused."""
+        if self._penalty is None or self._penalty.model is not model:
+            self._penalty = FrobeniusPenalty(model)
+        return self._penalty()
 
     def compute_loss(
         self,
@@ -94,7 +101,7 @@ class FrobeniusPenaltyTrainer(Trainer):
         loss: Any
         outputs: Any
         loss, outputs = result if return_outputs else (result, None)
-        penalty = lora_frobenius_penalty(self.accelerator.unwrap_model(model))
+        penalty = self.penalty_of(self.accelerator.unwrap_model(model))
         detached = penalty.detach()
         self._penalty_sum = detached if self._penalty_sum is None else self._penalty_sum + detached
         self._penalty_count += 1

@@ -24,7 +24,7 @@ from typing import Any
 from swift.loss import loss_map
 from swift.loss.causal_lm import CustomCrossEntropyLoss
 
-from mmat.train.penalty import lora_frobenius_penalty
+from mmat.train.penalty import FrobeniusPenalty
 
 LAMBDA_ENV = "MMAT_LORA_LAMBDA"
 LOSS_TYPE = "mmat_frobenius"
@@ -55,6 +55,7 @@ class FrobeniusPenaltyLoss(CustomCrossEntropyLoss):  # type: ignore[misc]
             raise ValueError(f"{LAMBDA_ENV}={raw!r} is not a number; set it to e.g. 1e-4") from None
         if self.penalty_lambda < 0:
             raise ValueError(f"{LAMBDA_ENV} must be >= 0, got {self.penalty_lambda}")
+        self._penalty: FrobeniusPenalty | None = None
 
     def __call__(
         self,
@@ -72,7 +73,9 @@ class FrobeniusPenaltyLoss(CustomCrossEntropyLoss):  # type: ignore[misc]
         model = trainer.accelerator.unwrap_model(trainer.model)
         if not model.training:
             return loss
-        penalty = lora_frobenius_penalty(model)
+        if self._penalty is None or self._penalty.model is not model:
+            self._penalty = FrobeniusPenalty(model)  # finds the LoRA layers once, not every step
+        penalty = self._penalty()
         metrics = getattr(trainer, "custom_metrics", None)
         if metrics is not None:
             metrics["train"]["lora_frobenius"].update(penalty.detach())
