@@ -86,3 +86,14 @@ def test_card_embeds_report_md_under_statistics_and_flags_plumbing_teachers(tmp_
     assert "\n# mmat build report" not in card
     assert card.index("## Statistics") < card.index("### mmat build report")
     assert "> [!CAUTION]" in card and "1 sample(s) were written by a plumbing-grade teacher" in card
+
+
+def test_card_points_hf_configs_at_the_parquet_export(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from mmat.export.run import run_export
+
+    build = write_example_build(tmp_path / "b", samples=3, rejects=0)
+    run_export(build, "parquet")
+    monkeypatch.chdir(tmp_path)
+    path = write_card("b")  # a relative OUT_DIR, card beside it
+    text = path.read_text()
+    assert "  - split: train\n    path: exports/parquet/data/train-*.parquet" in text

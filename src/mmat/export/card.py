@@ -221,13 +221,8 @@ def render_card(out_dir: str | Path, *, title: str | None = None, card_dir: str 
     stats = collect_stats(build)
     title = title or f"MMAT-style multimodal agent-tuning data ({build.resolve().name})"
     where = Path(card_dir) if card_dir is not None else build
-    parquet_dir = build / EXPORTS_DIR / "parquet" / "data"
-    lines = _front_matter(
-        stats,
-        title,
-        parquet_dir if parquet_dir.is_dir() else None,
-        where.resolve() if where.exists() else where,
-    )
+    parquet_dir = (build / EXPORTS_DIR / "parquet" / "data").resolve()
+    lines = _front_matter(stats, title, parquet_dir if parquet_dir.is_dir() else None, where.resolve())
     lines += ["", f"# {title}", ""]
     if stats.non_commercial_sources:
         lines += _non_commercial_warning(stats)
