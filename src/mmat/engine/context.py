@@ -234,9 +234,11 @@ class EngineContext:
                         retry_after=error.retry_after,
                     ) from None
                 self.stats.retries[kind] += 1
-                delay = backoff_delay(attempt, engine.backoff_base_s, engine.backoff_max_s, self._rng)
+                # the server's Retry-After is a floor; a request refused again and again still backs
+                # off exponentially, so a rate-limited client does not hammer the server
+                delay = backoff_delay(used[kind], engine.backoff_base_s, engine.backoff_max_s, self._rng)
                 if error.retry_after is not None:
-                    delay = max(min(error.retry_after, engine.backoff_max_s), 0.0)
+                    delay = max(delay, min(error.retry_after, engine.backoff_max_s))
                 logger.debug("%s: %s error, retry %d in %.2f s: %s", purpose, kind, used[kind], delay, error)
                 await asyncio.sleep(delay)
                 continue
