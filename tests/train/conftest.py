@@ -98,3 +98,12 @@ def tiny_llava(tmp_path_factory: pytest.TempPathFactory, train_export: Path) -> 
 
     texts = all_texts(train_export)
     return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"), texts=texts * 4, vocab_size=600)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl(tmp_path_factory: pytest.TempPathFactory, train_export: Path) -> Path:
+    pytest.importorskip("peft")
+    from mmat.train.tiny import build_tiny_qwen2_vl
+
+    texts = all_texts(train_export)
+    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"), texts=texts * 4, vocab_size=600)

@@ -77,3 +77,25 @@ def test_the_adapter_saves_and_reloads(runs: dict, tiny_llava: Path) -> None:  #
     base = AutoModelForImageTextToText.from_pretrained(tiny_llava)
     reloaded = peft.PeftModel.from_pretrained(base, str(adapter))
     assert total_update_norm(reloaded) == pytest.approx(runs[0.0]["delta_w_norm"], rel=1e-5)
+
+
+def test_a_tiny_qwen2_vl_trains_in_batches_of_two(
+    tiny_qwen2_vl: Path, train_export: Path, tmp_path: Path
+) -> None:
+    from mmat.train.config import TrainConfig
+    from mmat.train.trainer import run_training
+
+    summary = run_training(
+        TrainConfig(
+            data=str(train_export),
+            model=str(tiny_qwen2_vl),
+            output_dir=str(tmp_path),
+            max_steps=2,
+            batch_size=2,
+            learning_rate=5e-3,
+            bf16=False,
+        )
+    )
+    assert summary["steps"] == 2 and summary["delta_w_norm"] > 0
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    assert (tmp_path / "adapter" / "chat_template.jinja").is_file()  # the processor travels with it

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
@@ -123,4 +124,102 @@ def build_tiny_llava(
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
     processor.save_pretrained(str(out_dir))
+    return out_dir
+
+
+QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""Qwen2-VL's ChatML layout with its vision tokens."""
+
+QWEN_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+
+def _token_id(tokenizer: Any, token: str) -> int:
+    return int(tokenizer.convert_tokens_to_ids(token))
+
+
+def build_tiny_qwen2_vl(
+    out_dir: Path,
+    *,
+    texts: Iterable[str] = ("<THOUGHT>a</THOUGHT><SIGNAL>continue</SIGNAL>",),
+    hidden_size: int = 32,
+    layers: int = 2,
+    vocab_size: int = 512,
+    seed: int = 0,
+) -> Path:
+    """Build, save and return a tiny random Qwen2-VL with a torchvision-free processor.
+
+    Images are resized to 4..16 patches of 28 x 28 pixels (1..4 tokens after the 2 x 2 merge).
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from mmat.train.processors import QwenVLImageTokenProcessor
+
+    tokenizer_model = Tokenizer(models.BPE(unk_token=None))
+    tokenizer_model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer_model.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(QWEN_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer_model.train_from_iterator(list(texts), trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer_model, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    image_processor = Qwen2VLImageProcessorPil(
+        min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
+    ids: dict[str, int] = {token: _token_id(tokenizer, token) for token in QWEN_SPECIAL_TOKENS}
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            "pad_token_id": ids["<|endoftext|>"],
+            "bos_token_id": None,
+            "eos_token_id": ids["<|im_end|>"],
+        },
+        vision_config={
+            "depth": layers,
+            "embed_dim": hidden_size,
+            "hidden_size": hidden_size,
+            "num_heads": 2,
+            "mlp_ratio": 2,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "in_channels": 3,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir))
+    QwenVLImageTokenProcessor(image_processor, tokenizer, QWEN_CHAT_TEMPLATE).save_pretrained(out_dir)
     return out_dir

@@ -196,13 +196,9 @@ def apply_lora(model: nn.Module, config: TrainConfig) -> Any:
 
 def load_model_and_processor(name: str, *, bf16: bool) -> tuple[nn.Module, Any]:
     """Load a local checkpoint (or one already in the Hugging Face cache) and its processor."""
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoModelForImageTextToText,
-        AutoProcessor,
-        AutoTokenizer,
-    )
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    from mmat.train.processors import load_processor
 
     try:
         model_config = AutoConfig.from_pretrained(name)
@@ -211,10 +207,7 @@ def load_model_and_processor(name: str, *, bf16: bool) -> tuple[nn.Module, Any]:
             f"--model {name}: no checkpoint found ({error}). Fix: pass a local folder holding config.json, "
             "the weights and the processor files, or a model id already in the Hugging Face cache"
         ) from None
-    try:
-        processor = AutoProcessor.from_pretrained(name)
-    except (OSError, ValueError, TypeError):
-        processor = AutoTokenizer.from_pretrained(name)
+    processor = load_processor(name, str(getattr(model_config, "model_type", "")))
     dtype = torch.bfloat16 if bf16 else torch.float32
     multimodal = getattr(processor, "image_processor", None) is not None
     loader = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
