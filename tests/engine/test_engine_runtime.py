@@ -363,3 +363,55 @@ def test_cache_command_stats_and_prune(tmp_path: Path) -> None:
     assert "say what to prune" in str(result.exception)
     result = runner.invoke(cli, ["cache", "stats", "--dir", str(tmp_path / "nothing")])
     assert "no call cache at" in str(result.exception)
+
+
+def _batch_engine(server, out: Path, stages, **engine) -> Engine:
+    engine = {"batch": True, "batch_poll_s": 0.02, **engine}
+    return _engine(server, out, stages, **engine)
+
+
+def test_batch_mode_single_call_stage_uses_one_batch(server, tmp_path: Path) -> None:
+    stats = _batch_engine(server, tmp_path, [AskStage("a")]).run_sync(
+        [*make_samples(12), Reject(stage="load", reason="bad_row", location="f:1")]
+    )
+    assert stats["kept"] == 12 and stats["rejects_by_reason"] == {"bad_row": 1}
+    assert {r.path for r in server.requests} == {"/v1/chat/completions (batch)"}
+    assert server.request_count == 12 and stats["batch"]["batches"] == 1
+    assert all(s.metadata["a"].startswith("reply to [a v1]") for s in iter_accepted(tmp_path))
+    server.reset()
+    again = _batch_engine(
+        server, tmp_path / "again", [AskStage("a")], cache_dir=str(tmp_path / "cache")
+    ).run_sync(make_samples(12))
+    assert again["kept"] == 12 and server.request_count == 0
+
+
+def test_batch_mode_resubmits_expired_and_failed_requests(server, tmp_path: Path) -> None:
+    server.batch_expire_after = 4
+    server.script([Fault("500")])
+    try:
+        stats = _batch_engine(server, tmp_path, [AskStage("a"), AskStage("b")]).run_sync(make_samples(6))
+    finally:
+        server.batch_expire_after = None
+    assert stats["kept"] == 6
+    # stage a: 4 of 6 processed (one of them failed with 500), 2 expired: 3 go into a second batch
+    assert stats["batch"]["resubmitted"] >= 3 and stats["batch"]["failed"] == 0
+    ids = [s.id for s in iter_accepted(tmp_path)]
+    assert len(ids) == len(set(ids)) == 6
+
+
+def test_batch_mode_gives_up_after_resubmits(server, tmp_path: Path) -> None:
+    server.script([Fault("500")] * 3)
+    stats = _batch_engine(server, tmp_path, [AskStage("a")], batch_resubmits=2).run_sync(make_samples(1))
+    rejects = list(iter_rejects(tmp_path))
+    assert stats["kept"] == 0 and [r.reason for r in rejects] == ["teacher_server"]
+    assert stats["batch"] == {"batches": 3, "requests": 3, "resubmitted": 2, "failed": 1}
+    assert "mock server error 500" in rejects[0].detail
+
+
+def test_batch_mode_needs_an_openai_teacher(tmp_path: Path) -> None:
+    from mmat.errors import ConfigError
+    from mmat.llm.local import LocalTeacher
+
+    engine = Engine(config(batch=True), LocalTeacher(), [AskStage("a")], out_dir=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="engine.batch needs an OpenAI-compatible teacher"):
+        engine.run_sync(make_samples(1))

@@ -92,6 +92,7 @@ class EngineContext:
         )
         self.stats = stats or RunStats()
         self.defer: dict[str, tuple[list[ChatMessage], DecodingParams, str]] | None = None
+        self.batch_failed: dict[str, TeacherError] = {}
         self._rng = random.Random(seed)
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
         self._sha_memo: dict[tuple[str, str | None, float, int], str] = {}
@@ -175,6 +176,9 @@ class EngineContext:
             self.stats.joined_in_flight += 1
             return (await asyncio.shield(running)).model_copy(update={"cached": True})
         if self.defer is not None:
+            failed = self.batch_failed.get(key)
+            if failed is not None:
+                raise failed
             self.defer[key] = (messages, params, purpose)
             raise DeferredCall(key)
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
