@@ -413,5 +413,5 @@ def test_batch_mode_needs_an_openai_teacher(tmp_path: Path) -> None:
     from mmat.llm.local import LocalTeacher
 
     engine = Engine(config(batch=True), LocalTeacher(), [AskStage("a")], out_dir=tmp_path, progress=False)
-    with pytest.raises(ConfigError, match="engine.batch needs an OpenAI-compatible teacher"):
+    with pytest.raises(ConfigError, match=r"engine\.batch needs an OpenAI-compatible teacher"):
         engine.run_sync(make_samples(1))
