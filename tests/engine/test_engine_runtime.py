@@ -415,3 +415,61 @@ def test_batch_mode_needs_an_openai_teacher(tmp_path: Path) -> None:
     engine = Engine(config(batch=True), LocalTeacher(), [AskStage("a")], out_dir=tmp_path, progress=False)
     with pytest.raises(ConfigError, match=r"engine\.batch needs an OpenAI-compatible teacher"):
         engine.run_sync(make_samples(1))
+
+
+def test_stats_panel_and_projected_cost() -> None:
+    from rich.console import Console
+
+    from mmat.engine.stats import ProgressPanel, RunStats
+
+    stats = RunStats(total=100, teacher="openai:x:gpt", teacher_grade="production")
+    stats.accepted, stats.rejected, stats.cost_usd, stats.requests = 8, 2, 0.5, 12
+    stats.rejects_by_reason["teacher_server"] = 2
+    assert stats.projected_cost_usd() == 5.0
+    console = Console(record=True, width=120)
+    console.print(ProgressPanel(stats, enabled=False)._render())
+    text = console.export_text()
+    assert "requests/s" in text and "projected $5.00" in text and "teacher_server 2" in text
+    data = stats.to_dict()
+    assert (
+        data["kept"] == 8
+        and data["rejects_by_reason"] == {"teacher_server": 2}
+        and data["rates"]["requests_per_s"] > 0
+    )
+
+
+@pytest.mark.slow
+def test_ctrl_c_drains_in_flight_then_rerun_completes(tmp_path: Path) -> None:
+    worker = Path(__file__).parent / "engine_helpers.py"
+    n = 120
+    with MockTeacherServer(latency_median_s=0.05) as server:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+        process = subprocess.Popen(
+            [sys.executable, str(worker), server.base_url, str(tmp_path), str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        deadline = time.time() + 60
+        while server.request_count < 20 and time.time() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+        assert process.returncode == 0
+        stats = json.loads(out.decode().strip().splitlines()[-1])
+        assert stats["interrupted"] and not stats["finished"]
+        written = [s.id for s in iter_accepted(tmp_path)]
+        assert len(written) == stats["kept"] < n
+        # draining means every request sent was used: nothing in flight was thrown away
+        assert server.request_count == stats["kept"]
+        subprocess.run(
+            [sys.executable, str(worker), server.base_url, str(tmp_path), str(n)],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        ids = [s.id for s in iter_accepted(tmp_path)]
+        assert (
+            sorted(ids) == sorted(f"test/s-{i}" for i in range(n)) and server.stats()["unique_prompts"] == n
+        )
