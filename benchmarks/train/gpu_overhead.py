@@ -12,7 +12,7 @@ AdamW on the LoRA parameters. Modes, interleaved round by round so that clock dr
 - ``dense``: the penalty by forming every s B A (what the Gram form avoids)
 
 Usage (GPU): ``python benchmarks/train/gpu_overhead.py``; CPU smoke test:
-``python benchmarks/train/gpu_overhead.py --tiny``. Writes ``$OUT/gpu_overhead.json`` when ``OUT`` is set.
+``python benchmarks/train/gpu_overhead.py --tiny``. Writes ``$OUT/gpu_overhead_seq{N}.json`` when ``OUT`` is set.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def main() -> None:
     )
     out = os.environ.get("OUT")
     if out:
-        Path(out, "gpu_overhead.json").write_text(json.dumps(result, indent=2))
+        Path(out, f"gpu_overhead_seq{args.seq}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
