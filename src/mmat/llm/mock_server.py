@@ -196,7 +196,8 @@ def _estimate_tokens(body: dict[str, Any]) -> int:
 
 
 def _strip_images(body: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the body with base64 image payloads replaced by their size and sha256."""
+    """A copy of the body with base64 image payloads replaced by their size and a quick hash (the
+    process's string hash: cheap on 64 KB payloads, stable within one server process)."""
     messages = []
     for message in body.get("messages") or []:
         content = message.get("content")
@@ -207,12 +208,12 @@ def _strip_images(body: dict[str, Any]) -> dict[str, Any]:
                 match = _DATA_URL.match(url) if isinstance(url, str) else None
                 if match:
                     payload = url[match.end() :]
-                    sha = hashlib.sha256(payload.encode()).hexdigest()[:16]
+                    digest = f"{hash(payload) & 0xFFFFFFFFFFFF:012x}"
                     part = {
                         **part,
                         "image_url": {
                             **part["image_url"],
-                            "url": f"data:{match.group(1)};base64,<{len(payload)} chars sha256:{sha}>",
+                            "url": f"data:{match.group(1)};base64,<{len(payload)} chars #{digest}>",
                         },
                     }
                 parts.append(part)
@@ -438,13 +439,13 @@ class MockTeacherServer:
     # -- chat completions --------------------------------------------------------------------------
 
     def _log(self, path: str, body: dict[str, Any]) -> LoggedRequest:
-        messages = body.get("messages")
+        stripped = _strip_images(body)
         prompt_hash = hashlib.sha256(
-            json.dumps([body.get("model"), messages], sort_keys=True).encode()
+            json.dumps([body.get("model"), stripped.get("messages")], sort_keys=True).encode()
         ).hexdigest()[:16]
         logged = LoggedRequest(
             path=path,
-            body=body if self.log_images else _strip_images(body),
+            body=body if self.log_images else stripped,
             time=time.time(),
             prompt_hash=prompt_hash,
         )
