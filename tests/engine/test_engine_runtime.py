@@ -473,3 +473,25 @@ def test_ctrl_c_drains_in_flight_then_rerun_completes(tmp_path: Path) -> None:
         assert (
             sorted(ids) == sorted(f"test/s-{i}" for i in range(n)) and server.stats()["unique_prompts"] == n
         )
+
+
+def _fill_cache(path: str, prefix: str) -> None:
+    from mmat.llm.base import Completion
+
+    cache = CallCache(path)
+    for i in range(150):
+        cache.put(f"{prefix}-{i}", Completion(text=f"{prefix} {i}", model="m"), purpose=prefix)
+
+
+def test_cache_is_safe_under_concurrent_writer_processes(tmp_path: Path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_fill_cache, args=(str(tmp_path), name)) for name in ("a", "b", "c")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    cache = CallCache(tmp_path)
+    assert len(cache) == 450 and cache.get("b-149").text == "b 149"
