@@ -107,3 +107,12 @@ def tiny_qwen2_vl(tmp_path_factory: pytest.TempPathFactory, train_export: Path) 
 
     texts = all_texts(train_export)
     return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"), texts=texts * 4, vocab_size=600)
+
+
+@pytest.fixture(scope="session")
+def tiny_internvl(tmp_path_factory: pytest.TempPathFactory, train_export: Path) -> Path:
+    pytest.importorskip("peft")
+    from mmat.train.tiny import build_tiny_internvl
+
+    texts = all_texts(train_export)
+    return build_tiny_internvl(tmp_path_factory.mktemp("tiny_internvl"), texts=texts * 4, vocab_size=600)

@@ -81,24 +81,36 @@ def test_idefics3_images_are_padded_with_their_pixel_mask() -> None:
     assert not bool(batch["pixel_attention_mask"][1, 1:].any())
 
 
-def test_a_qwen2_vl_batch_gives_the_loss_of_its_rows(tiny_qwen2_vl: Path, train_export: Path) -> None:
+@pytest.mark.parametrize(
+    ("family", "model_type", "lite"),
+    [
+        ("tiny_qwen2_vl", "qwen2_vl", "QwenVLImageTokenProcessor"),
+        ("tiny_internvl", "internvl", "InternVLImageTokenProcessor"),
+    ],
+)
+def test_a_batch_gives_the_loss_of_its_rows(
+    family: str, model_type: str, lite: str, train_export: Path, request: pytest.FixtureRequest
+) -> None:
+    """Two rows with differently sized images: the collated batch must give the token-weighted loss."""
     from PIL import Image
     from transformers import AutoModelForImageTextToText
 
-    from mmat.train.processors import QwenVLImageTokenProcessor, load_processor
+    from mmat.train.processors import load_processor
 
-    processor = load_processor(str(tiny_qwen2_vl), "qwen2_vl")
-    assert isinstance(processor, QwenVLImageTokenProcessor)  # transformers' needs torchvision here
-    model = AutoModelForImageTextToText.from_pretrained(tiny_qwen2_vl).eval()
+    checkpoint: Path = request.getfixturevalue(family)
+    processor = load_processor(str(checkpoint), model_type)
+    assert type(processor).__name__ == lite  # transformers' processor needs torchvision here
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint).eval()
+    assert model.config.model_type == model_type
     encoder = ConversationEncoder(processor, max_length=4096)
     base = next(read_rows(train_export))
     wide = train_export.parent / "wide.png"
-    Image.new("RGB", (112, 56), (10, 200, 30)).save(wide)
+    Image.new("RGB", (112, 40), (10, 200, 30)).save(wide)
     rows = [base, TrainRow(messages=base.messages, images=[wide])]
     encoded = [encoder.encode(row).inputs for row in rows]
-    grids = [tuple(e["image_grid_thw"][0].tolist()) for e in encoded]
-    assert grids[0] != grids[1]  # two image sizes, two token counts
-    batch = collator_for("qwen2_vl", processor.tokenizer.pad_token_id)(encoded)
+    image_tokens = [int((e["input_ids"] == processor.image_token_id).sum()) for e in encoded]
+    assert image_tokens[0] != image_tokens[1]  # two image sizes, two token counts
+    batch = collator_for(model_type, processor.tokenizer.pad_token_id)(encoded)
     assert batch["pixel_values"].shape[0] == sum(e["pixel_values"].shape[0] for e in encoded)
     with torch.no_grad():
         batched = float(model(**batch).loss)

@@ -223,3 +223,80 @@ def build_tiny_qwen2_vl(
     model.save_pretrained(str(out_dir))
     QwenVLImageTokenProcessor(image_processor, tokenizer, QWEN_CHAT_TEMPLATE).save_pretrained(out_dir)
     return out_dir
+
+
+INTERNVL_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("<image>", "<IMG_CONTEXT>")
+"""ChatML with InternVL's image context token (the processor wraps it in ``<img>``...``</img>``)."""
+
+INTERNVL_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>")
+
+
+def build_tiny_internvl(
+    out_dir: Path,
+    *,
+    texts: Iterable[str] = ("<THOUGHT>a</THOUGHT><SIGNAL>continue</SIGNAL>",),
+    hidden_size: int = 32,
+    layers: int = 1,
+    vocab_size: int = 512,
+    seed: int = 0,
+) -> Path:
+    """Build, save and return a tiny random transformers-InternVL (Qwen2 language model).
+
+    Tiles are 28 x 28 pixels, 1 to 3 crops plus a thumbnail per image, one token per tile after the
+    pixel shuffle (``image_seq_length`` 1).
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import InternVLConfig, InternVLForConditionalGeneration, PreTrainedTokenizerFast
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    from mmat.train.processors import InternVLImageTokenProcessor
+
+    tokenizer_model = Tokenizer(models.BPE(unk_token=None))
+    tokenizer_model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer_model.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(INTERNVL_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer_model.train_from_iterator(list(texts), trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer_model, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    image_processor = GotOcr2ImageProcessorPil(
+        size={"height": 28, "width": 28}, crop_to_patches=True, min_patches=1, max_patches=3
+    )
+    config = InternVLConfig(
+        vision_config={
+            "hidden_size": hidden_size,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 2,
+            "intermediate_size": 2 * hidden_size,
+            "image_size": 28,
+            "patch_size": 14,
+        },
+        text_config={
+            "model_type": "qwen2",
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 4096,
+            "pad_token_id": _token_id(tokenizer, "<|endoftext|>"),
+            "eos_token_id": _token_id(tokenizer, "<|im_end|>"),
+        },
+        image_token_id=_token_id(tokenizer, "<IMG_CONTEXT>"),
+        image_seq_length=1,
+    )
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(config)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir))
+    InternVLImageTokenProcessor(
+        image_processor, tokenizer, INTERNVL_CHAT_TEMPLATE, image_seq_length=1
+    ).save_pretrained(out_dir)
+    return out_dir
