@@ -70,12 +70,18 @@ async def test_label_bbox_through_the_runner(tiny_dino: Path, grace_hopper) -> N
 
 
 async def test_concurrent_calls_run_as_one_batch(tiny_dino: Path, grace_hopper, skimage_photos) -> None:
+    from mmat.images import image_sha256
+
+    hashed = {  # hashed up front so the three calls reach the batcher together
+        name: ref.model_copy(update={"sha256": image_sha256(ref)})
+        for name, ref in [("grace", grace_hopper), *skimage_photos.items()]
+    }
     async with ToolRunner(dino_config(tiny_dino)) as runner:
-        single = await runner.run("label_bbox", [skimage_photos["astronaut"]], queries=["person"])
+        single = await runner.run("label_bbox", [hashed["astronaut"]], queries=["person"])
         results = await asyncio.gather(
-            runner.run("label_bbox", [grace_hopper], queries=["person"]),
-            runner.run("label_bbox", [skimage_photos["coffee"]], queries=["cup", "spoon"]),
-            runner.run("label_bbox", [skimage_photos["chelsea"]], queries=["cat"]),
+            runner.run("label_bbox", [hashed["grace"]], queries=["person"]),
+            runner.run("label_bbox", [hashed["coffee"]], queries=["cup", "spoon"]),
+            runner.run("label_bbox", [hashed["chelsea"]], queries=["cat"]),
         )
         assert runner.stats["batches"] == 2  # the single call, then the three together
     assert single.ok and all(r.ok for r in results)

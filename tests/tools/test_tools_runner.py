@@ -208,9 +208,47 @@ class SizeBatchTool(BatchTool):
 
 
 async def test_concurrent_calls_of_a_batch_tool_run_together(images) -> None:
+    from mmat.images import image_sha256
+
+    images = [ref.model_copy(update={"sha256": image_sha256(ref)}) for ref in images]  # no hashing delay
     tool = SizeBatchTool()
     async with ToolRunner(no_tools(), tools={"label_bbox": tool}) as runner:
         results = await asyncio.gather(*(runner.run("label_bbox", [ref]) for ref in images))
         assert runner.stats["batches"] == 2
     assert [r.text for r in results] == [ref.path for ref in images]
     assert sorted(tool.batches) == [1, 4]
+
+
+async def test_no_image_is_an_error_but_declared_tools_may_take_none() -> None:
+    async with ToolRunner(no_tools(), tools={"ocr": CountingTool()}) as runner:
+        runner.register("clock", "Says the time.", lambda refs, **_: "noon")
+        missing = await runner.run("ocr", [])
+        clock = await runner.run("clock", [])
+    assert missing.error == "no_image: ocr needs at least one image; the call gave none"
+    assert clock.text == "noon"
+
+
+async def test_cancelled_owner_does_not_fail_the_callers_sharing_its_execution(images) -> None:
+    tool = CountingTool(delay=0.3)
+    async with ToolRunner(no_tools(), tools={"ocr": tool}) as runner:
+        owner = asyncio.create_task(runner.run("ocr", images[:1]))
+        await asyncio.sleep(0.05)
+        follower = asyncio.create_task(runner.run("ocr", images[:1]))
+        await asyncio.sleep(0.05)
+        owner.cancel()
+        result = await follower
+    assert owner.cancelled() and result.ok and result.text == "20x10"
+
+
+def test_optional_backends_report_why_they_cannot_run() -> None:
+    from mmat.tools.face import DeepFaceTool
+    from mmat.tools.ocr import PaddleOcrTool, TesseractOcrTool
+
+    for tool, needle in (
+        (PaddleOcrTool(), "paddle"),
+        (TesseractOcrTool(), "tesseract"),
+        (DeepFaceTool(), "deepface"),
+    ):
+        availability = tool.availability()
+        if not availability.ok:
+            assert needle in availability.reason and "Fix:" in availability.reason

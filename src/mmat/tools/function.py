@@ -25,6 +25,7 @@ class FunctionTool(AsyncTool):
 
     version = "fn"
     cacheable = False
+    requires_image = False
 
     def __init__(self, name: str, description: str, fn: Callable[..., Any]) -> None:
         if not name or not name.replace("_", "").isalnum():

@@ -268,6 +268,9 @@ class ToolRunner:
         if not availability.ok:
             self.stats["errors"] += 1
             return failure(op, version, "unavailable", availability.reason)
+        if not images and getattr(tool, "requires_image", True):
+            self.stats["errors"] += 1
+            return failure(op, version, "no_image", f"{op} needs at least one image; the call gave none")
         started = time.perf_counter()
         try:
             hashed = await self._hash_images(images)
@@ -290,7 +293,14 @@ class ToolRunner:
         shared = self._inflight.get(key)
         if shared is not None:
             self.stats["shared"] += 1
-            result = await asyncio.shield(shared)
+            try:
+                result = await asyncio.shield(shared)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if shared.cancelled() and task is not None and not task.cancelling():
+                    # the caller that owned the execution was cancelled, not us: run it ourselves
+                    return await self.run(name, images, **args)
+                raise
             return result.model_copy(update={"cached": True, "elapsed_s": time.perf_counter() - started})
         future: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
@@ -315,6 +325,9 @@ class ToolRunner:
                 self.stats["errors"] += 1
             future.set_result(result)
             return result
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as error:
             future.set_exception(error)
             future.exception()  # mark retrieved: waiters re-raise it themselves
@@ -341,7 +354,8 @@ class ToolRunner:
             if isinstance(tool, AsyncTool):
                 result = await asyncio.wait_for(tool.arun(images, self, **args), self.timeout_s)
             elif isinstance(tool, BatchTool) and tool.max_batch > 1:
-                await self._in_pool(tool, lambda: self._ensure_setup(op, tool), setup=True)
+                if op not in self._setup_done:
+                    await self._in_pool(tool, lambda: self._ensure_setup(op, tool), setup=True)
                 batcher = self._batchers.setdefault(op, _Batcher(self, tool))
                 result = await asyncio.wait_for(batcher.submit(images, dict(args)), self.timeout_s)
             else:
