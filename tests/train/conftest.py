@@ -116,3 +116,21 @@ def tiny_internvl(tmp_path_factory: pytest.TempPathFactory, train_export: Path) 
 
     texts = all_texts(train_export)
     return build_tiny_internvl(tmp_path_factory.mktemp("tiny_internvl"), texts=texts * 4, vocab_size=600)
+
+
+@pytest.fixture(scope="session")
+def tiny_mllama(tmp_path_factory: pytest.TempPathFactory, train_export: Path) -> Path:
+    pytest.importorskip("peft")
+    from mmat.train.tiny import build_tiny_mllama
+
+    texts = all_texts(train_export)
+    return build_tiny_mllama(tmp_path_factory.mktemp("tiny_mllama"), texts=texts * 4, vocab_size=600)
+
+
+@pytest.fixture(scope="session")
+def tiny_idefics3(tmp_path_factory: pytest.TempPathFactory, train_export: Path) -> Path:
+    pytest.importorskip("peft")
+    from mmat.train.tiny import build_tiny_idefics3
+
+    texts = all_texts(train_export)
+    return build_tiny_idefics3(tmp_path_factory.mktemp("tiny_idefics3"), texts=texts * 4, vocab_size=600)

@@ -300,3 +300,186 @@ def build_tiny_internvl(
         image_processor, tokenizer, INTERNVL_CHAT_TEMPLATE, image_seq_length=1
     ).save_pretrained(out_dir)
     return out_dir
+
+
+MLLAMA_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|image|>{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+"""Llama-3's header layout with Mllama's single ``<|image|>`` token per image."""
+
+MLLAMA_SPECIAL_TOKENS = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|eot_id|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|image|>",
+    "<|finetune_right_pad_id|>",
+    "<|python_tag|>",
+)
+
+
+def build_tiny_mllama(
+    out_dir: Path,
+    *,
+    texts: Iterable[str] = ("<THOUGHT>a</THOUGHT><SIGNAL>continue</SIGNAL>",),
+    hidden_size: int = 32,
+    vocab_size: int = 512,
+    seed: int = 0,
+) -> Path:
+    """Build, save and return a tiny random Mllama (Llama-3.2-Vision family): 28 px tiles, up to 4."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        MllamaConfig,
+        MllamaForConditionalGeneration,
+        MllamaProcessor,
+        PreTrainedTokenizerFast,
+    )
+    from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
+
+    tokenizer_model = Tokenizer(models.BPE(unk_token=None))
+    tokenizer_model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer_model.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(MLLAMA_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer_model.train_from_iterator(list(texts), trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer_model,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>",
+    )
+    processor = MllamaProcessor(
+        image_processor=MllamaImageProcessorPil(size={"height": 28, "width": 28}, max_image_tiles=4),
+        tokenizer=tokenizer,
+        chat_template=MLLAMA_CHAT_TEMPLATE,
+    )
+    config = MllamaConfig(
+        vision_config={
+            "hidden_size": hidden_size,
+            "num_hidden_layers": 2,
+            "num_global_layers": 1,
+            "attention_heads": 2,
+            "intermediate_size": 2 * hidden_size,
+            "image_size": 28,
+            "patch_size": 14,
+            "max_num_tiles": 4,
+            "vision_output_dim": 2 * hidden_size,
+            "intermediate_layers_indices": [0],
+        },
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "cross_attention_layers": [1],
+            "pad_token_id": _token_id(tokenizer, "<|finetune_right_pad_id|>"),
+            "bos_token_id": _token_id(tokenizer, "<|begin_of_text|>"),
+            "eos_token_id": _token_id(tokenizer, "<|eot_id|>"),
+        },
+        image_token_index=_token_id(tokenizer, "<|image|>"),
+    )
+    torch.manual_seed(seed)
+    model = MllamaForConditionalGeneration(config)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir))
+    processor.save_pretrained(str(out_dir))
+    return out_dir
+
+
+IDEFICS3_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}:"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant:{% endif %}"
+)
+"""Idefics3's ``User:``/``Assistant:`` layout with its image token (the processor adds tile tokens)."""
+
+
+def build_tiny_idefics3(
+    out_dir: Path,
+    *,
+    texts: Iterable[str] = ("<THOUGHT>a</THOUGHT><SIGNAL>continue</SIGNAL>",),
+    hidden_size: int = 32,
+    vocab_size: int = 512,
+    seed: int = 0,
+) -> Path:
+    """Build, save and return a tiny random Idefics3: images split into 28 px crops plus a global view."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3Processor,
+        PreTrainedTokenizerFast,
+    )
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>"]
+    specials += ["<global-img>"] + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+    tokenizer_model = Tokenizer(models.BPE(unk_token=None))
+    tokenizer_model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer_model.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer_model.train_from_iterator(list(texts), trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer_model,
+        bos_token="<|im_start|>",
+        eos_token="<end_of_utterance>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={
+            "image_token": "<image>",
+            "fake_image_token": "<fake_token_around_image>",
+            "global_image_token": "<global-img>",
+            "end_of_utterance_token": "<end_of_utterance>",
+        },
+    )
+    processor = Idefics3Processor(
+        image_processor=Idefics3ImageProcessorPil(
+            size={"longest_edge": 56}, max_image_size={"longest_edge": 28}
+        ),
+        tokenizer=tokenizer,
+        chat_template=IDEFICS3_CHAT_TEMPLATE,
+        image_seq_len=1,
+    )
+    config = Idefics3Config(
+        vision_config={
+            "hidden_size": hidden_size,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 2 * hidden_size,
+            "image_size": 28,
+            "patch_size": 14,
+        },
+        text_config={
+            "model_type": "llama",
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "pad_token_id": _token_id(tokenizer, "<|endoftext|>"),
+        },
+        image_token_id=_token_id(tokenizer, "<image>"),
+        scale_factor=2,
+    )
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(config)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir))
+    processor.save_pretrained(str(out_dir))
+    return out_dir
