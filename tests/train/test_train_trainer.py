@@ -167,3 +167,17 @@ def test_negative_lambda_is_refused(tmp_path: Path) -> None:
     args = transformers.TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     with pytest.raises(ConfigError, match="lambda must be >= 0"):
         FrobeniusPenaltyTrainer(model=model, args=args, penalty_lambda=-1.0)
+
+
+def test_deepspeed_without_deepspeed_says_how_to_get_it(tmp_path: Path) -> None:
+    import importlib.util
+
+    from mmat.errors import ConfigError
+    from mmat.train.config import TrainConfig
+    from mmat.train.trainer import training_arguments
+
+    if importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("DeepSpeed is installed here")
+    config = TrainConfig(data="d", model="m", output_dir=str(tmp_path), deepspeed="zero2")
+    with pytest.raises(ConfigError, match="pip install deepspeed"):
+        training_arguments(config, bf16=False)

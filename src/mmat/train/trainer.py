@@ -227,6 +227,14 @@ def bf16_available() -> bool:
 
 def training_arguments(config: TrainConfig, *, bf16: bool) -> TrainingArguments:
     """transformers ``TrainingArguments`` with the paper's settings from ``config``."""
+    if config.deepspeed:
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "--deepspeed needs DeepSpeed, which is not installed. Fix: pip install deepspeed on the "
+                "CUDA machine and launch with `deepspeed` or `accelerate launch`, or drop --deepspeed"
+            ) from None
     return TrainingArguments(
         output_dir=config.output_dir,
         num_train_epochs=config.epochs,
