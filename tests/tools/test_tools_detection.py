@@ -113,3 +113,16 @@ def test_query_parsing_and_box_normalisation() -> None:
     assert match_query("a red frisbee", ["dog", "red frisbee"]) == "red frisbee"
     assert match_query("[SEP]", ["dog"]) is None
     assert normalise_box([-5, 10, 250, 400], 200, 400) == [0.0, 0.03, 1.0, 1.0]
+
+
+def test_owlv2_backend_with_a_tiny_random_checkpoint(tmp_path: Path, grace_hopper, skimage_photos) -> None:
+    from mmat.tools.detection import Owlv2Tool
+    from mmat.tools.tiny import build_tiny_owlv2
+
+    tool = Owlv2Tool(checkpoint=str(build_tiny_owlv2(tmp_path / "owl")), box_threshold=0.0)
+    assert tool.availability().ok
+    person, cup = tool.run_batch(
+        [([grace_hopper], {"queries": ["person", "flag"]}), ([skimage_photos["coffee"]], {"queries": "cup."})]
+    )
+    assert_label_bbox_format(person.text, ["person", "flag"])
+    assert set(ast.literal_eval(cup.text)) == {"cup"}

@@ -306,12 +306,14 @@ class Owlv2Tool(OpenVocabularyDetector):
 
         width = max(len(q) for q in queries)
         padded = [q + [""] * (width - len(q)) for q in queries]  # one text list per image, same length
-        inputs = self._processor(text=padded, images=images, return_tensors="pt").to(self._model.device)
+        inputs = self._processor(
+            text=padded, images=images, padding="max_length", truncation=True, return_tensors="pt"
+        ).to(self._model.device)
         with torch.inference_mode():
             outputs = self._model(**inputs)
         sides = [(max(image.size), max(image.size)) for image in images]
-        processed = self._processor.post_process_object_detection(
-            outputs=outputs, threshold=self.box_threshold, target_sizes=sides
+        processed = self._processor.post_process_grounded_object_detection(
+            outputs=outputs, threshold=self.box_threshold, target_sizes=sides, text_labels=padded
         )
         out: list[list[tuple[str, list[float], float]]] = []
         for result, query_list in zip(processed, queries, strict=True):

@@ -149,3 +149,70 @@ def build_tiny_grounding_dino(folder: Path, *, decoder_layers: int = 2, seed: in
     processor.save_pretrained(str(folder))
     model.save_pretrained(str(folder))
     return folder
+
+
+def build_clip_tokenizer(words: list[str] | tuple[str, ...] = TINY_WORDS) -> Any:
+    """A CLIP BPE tokenizer whose vocabulary is every word of ``words`` (plus single letters)."""
+    import transformers
+
+    tokenizer_class: Any = transformers.CLIPTokenizer  # type: ignore[attr-defined]
+    letters = list("abcdefghijklmnopqrstuvwxyz0123456789.,")
+    vocab: dict[str, int] = {}
+    # OWL models treat a query whose first id is 0 as padding, so the specials must not come first
+    for token in [*letters, *(f"{c}</w>" for c in letters), "<|startoftext|>", "<|endoftext|>"]:
+        vocab.setdefault(token, len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in sorted(set(words)):
+        # merge left to right: w o r d</w> -> wo r d</w> -> wor d</w> -> word</w>
+        pieces = [*word[:-1], word[-1] + "</w>"]
+        while len(pieces) > 1:
+            merged = pieces[0] + pieces[1]
+            rule = (pieces[0], pieces[1])
+            if rule not in merges:
+                merges.append(rule)
+            vocab.setdefault(merged, len(vocab))
+            pieces = [merged, *pieces[2:]]
+    tokenizer = tokenizer_class(vocab=vocab, merges=merges)
+    tokenizer.model_max_length = 16  # OWL-ViT/OWLv2 text queries are padded to 16 tokens
+    return tokenizer
+
+
+def build_tiny_owlv2(folder: Path, *, seed: int = 0) -> Path:
+    """Write a tiny random OWLv2 (ViT and text transformer of 1 layer each) with its processor."""
+    import torch
+    import transformers
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2Processor
+
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_clip_tokenizer()
+    config = Owlv2Config(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 16,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 64,
+            "patch_size": 16,
+        },
+        projection_dim=32,
+    )
+    model = Owlv2ForObjectDetection(config).eval()
+    image_processor_class: Any = getattr(
+        transformers, "Owlv2ImageProcessorPil", transformers.Owlv2ImageProcessor
+    )
+    image_processor = image_processor_class(size={"height": 64, "width": 64})
+    Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(str(folder))
+    model.save_pretrained(str(folder))
+    return folder
