@@ -141,3 +141,39 @@ def test_a_processor_without_chat_template_is_refused(processor) -> None:  # typ
 
     with pytest.raises(ChatTemplateError, match="no chat template"):
         ConversationEncoder(NoTemplate())
+
+
+def test_rows_are_indexed_and_bad_ones_skipped_when_read(
+    processor, train_export: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from mmat.train.data import ExportRows
+    from mmat.train.trainer import EncodedDataset
+
+    lines = next(train_export.rglob("*.jsonl")).read_text(encoding="utf-8").splitlines()
+    mixed = tmp_path / "export" / "train.jsonl"
+    mixed.parent.mkdir()
+    bad_images = json.dumps(
+        {
+            "messages": [{"role": "user", "content": "<image>"}, {"role": "assistant", "content": "x"}],
+            "images": [],
+        }
+    )
+    mixed.write_text("\n".join([lines[0], "{not json", "", bad_images, lines[1]]) + "\n", encoding="utf-8")
+    for image in train_export.parent.rglob("*.png"):  # keep the images where the relative paths point
+        target = tmp_path / image.relative_to(train_export.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(image.read_bytes())
+    rows = ExportRows(mixed)
+    assert len(rows) == 4  # the blank line is not a row
+    assert rows[0].messages == next(read_rows(train_export)).messages
+    with pytest.raises(RecordError, match="not JSON"):
+        rows[1]
+    with pytest.raises(RecordError, match="1 <image> placeholders but 0 images"):
+        rows[2]
+    dataset = EncodedDataset(rows, ConversationEncoder(processor, max_length=4096))
+    second = dataset[1]  # rows 1 and 2 are bad: the dataset serves row 3 instead
+    assert torch.equal(
+        second["input_ids"],
+        ConversationEncoder(processor, max_length=4096).encode(rows[3]).inputs["input_ids"],
+    )
+    assert dataset.skipped == {1, 2}

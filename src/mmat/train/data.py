@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,49 @@ def read_rows(data: str | Path, split: str = "train") -> Iterator[TrainRow]:
                     log.warning("%s: not JSON (%s); row skipped", location, error)
                 except RecordError as error:
                     log.warning("%s; row skipped", error)
+
+
+class ExportRows:
+    """Random access to the rows of an export without holding them in memory.
+
+    One pass records where each line starts (a few bytes per row, so a million-row export indexes in
+    seconds and megabytes); a row is read, parsed and checked when it is asked for, and a bad row
+    raises :class:`~mmat.errors.RecordError` then (the dataset skips it).
+    """
+
+    def __init__(self, data: str | Path, split: str = "train") -> None:
+        self.files = export_files(data, split)
+        self.bases = _image_bases(self.files, data)
+        self._file_of = array("H")
+        self._offset_of = array("q")
+        for index, file in enumerate(self.files):
+            with file.open("rb") as handle:
+                offset = 0
+                for line in handle:
+                    if line.strip():
+                        self._file_of.append(index)
+                        self._offset_of.append(offset)
+                    offset += len(line)
+
+    def __len__(self) -> int:
+        return len(self._offset_of)
+
+    def location(self, index: int) -> str:
+        return f"{self.files[self._file_of[index]]}@{self._offset_of[index]}"
+
+    def __getitem__(self, index: int) -> TrainRow:
+        file = self.files[self._file_of[index]]
+        with file.open("rb") as handle:
+            handle.seek(self._offset_of[index])
+            line = handle.readline()
+        location = self.location(index)
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise RecordError("bad_json", f"not JSON ({error})", location=location) from None
+        if not isinstance(raw, dict):
+            raise RecordError("bad_json", "a row must be a JSON object", location=location)
+        return parse_row(raw, bases=self.bases, location=location)
 
 
 # --------------------------------------------------------------------------------------------------

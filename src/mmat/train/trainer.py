@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from torch.utils.data import Dataset
 from mmat.errors import ConfigError, MissingDependencyError, RecordError
 from mmat.train.collators import Collator, collator_for
 from mmat.train.config import TrainConfig
-from mmat.train.data import ConversationEncoder, TrainRow, read_rows
+from mmat.train.data import ConversationEncoder, ExportRows, TrainRow
 from mmat.train.penalty import FrobeniusPenalty, total_update_norm
 
 log = logging.getLogger(__name__)
@@ -126,11 +127,17 @@ class FrobeniusPenaltyTrainer(Trainer):
 
 
 class EncodedDataset(Dataset[dict[str, torch.Tensor]]):
-    """Rows encoded on access; a row that cannot be encoded is logged and replaced by the next one."""
+    """Rows read and encoded on access; a bad row is logged, remembered and replaced by the next one.
 
-    def __init__(self, rows: list[TrainRow], encoder: ConversationEncoder) -> None:
-        if not rows:
-            raise ConfigError("the training data holds no usable row (see the warnings above)")
+    Args:
+        rows: a sequence of rows (an :class:`~mmat.train.data.ExportRows` index or a list); reading
+            a row may raise :class:`~mmat.errors.RecordError`.
+        encoder: turns a row into model inputs with assistant-only labels.
+    """
+
+    def __init__(self, rows: Sequence[TrainRow] | ExportRows, encoder: ConversationEncoder) -> None:
+        if len(rows) == 0:
+            raise ConfigError("the training data holds no row; check --data")
         self.rows = rows
         self.encoder = encoder
         self.skipped: set[int] = set()
@@ -139,16 +146,16 @@ class EncodedDataset(Dataset[dict[str, torch.Tensor]]):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        for offset in range(len(self.rows)):
-            position = (index + offset) % len(self.rows)
+        for step in range(len(self.rows)):
+            position = (index + step) % len(self.rows)
             if position in self.skipped:
                 continue
             try:
                 return self.encoder.encode(self.rows[position]).inputs
             except RecordError as error:
-                log.warning("row %s skipped: %s", self.rows[position].row_id or position, error)
+                log.warning("row %s skipped: %s", position, error)
                 self.skipped.add(position)
-        raise ConfigError("no row of the training data could be encoded (see the warnings above)")
+        raise ConfigError("no row of the training data could be read and encoded (see the warnings above)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -275,7 +282,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         raise ConfigError("--bf16 was asked for but no CUDA device with bf16 is present; drop --bf16")
     model, processor = load_model_and_processor(config.model, bf16=bf16)
     encoder = ConversationEncoder(processor, max_length=config.max_length)
-    rows = list(read_rows(config.data, config.split))
+    rows = ExportRows(config.data, config.split)
     dataset = EncodedDataset(rows, encoder)
     tokenizer = getattr(processor, "tokenizer", processor)
     model_type = str(getattr(model.config, "model_type", ""))
