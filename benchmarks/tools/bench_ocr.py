@@ -3,7 +3,7 @@
 A cell (column header or non-empty value) counts as found when its whitespace-normalised text is a
 substring of one rendered OCR row, so a cell split across rows or merged wrongly counts as missed.
 
-    .venv/bin/python benchmarks/tools/bench_ocr.py [--min-side 600] [--limit N]
+    .venv/bin/python benchmarks/tools/bench_ocr.py [--min-side 600 0] [--limit N] [--show-misses]
 """
 
 from __future__ import annotations
@@ -42,47 +42,58 @@ def found_in(cell: str, rows: list[str]) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--min-side", type=int, default=600)
+    parser.add_argument(
+        "--min-side", type=int, nargs="+", default=[600], help="settings to compare, interleaved per image"
+    )
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--show-misses", action="store_true")
     opts = parser.parse_args()
     problems = json.loads((DATA / "problems_dev_sample.json").read_text())
-    tool = RapidOcrTool(min_side=opts.min_side)
+    tools = {side: RapidOcrTool(min_side=side) for side in opts.min_side}
     started = time.perf_counter()
-    tool.setup()
+    for tool in tools.values():
+        tool.setup()
     load_s = time.perf_counter() - started
-    found = total = 0
-    times = []
-    per_table = []
+    found = dict.fromkeys(tools, 0)
+    total = 0
+    times: dict[int, list[float]] = {side: [] for side in tools}
+    full: dict[int, int] = dict.fromkeys(tools, 0)
     for index, (pid, problem) in enumerate(sorted(problems.items())):
         if opts.limit and index >= opts.limit:
             break
         ref = ImageRef(path=f"tables/{pid}.png", root=str(DATA))
-        t0 = time.perf_counter()
-        result = tool.run([ref])
-        times.append(time.perf_counter() - t0)
-        rows = result.payload["rows"]
         cells = table_cells(problem)
-        hits = [found_in(c, rows) for c in cells]
-        found += sum(hits)
         total += len(cells)
-        per_table.append(sum(hits) / max(1, len(cells)))
-        if opts.show_misses and not all(hits):
-            print(pid, [c for c, h in zip(cells, hits, strict=True) if not h], "|", rows)
-    print(
-        json.dumps(
-            {
-                "tables": len(times),
-                "cells": total,
-                "cell_recall": round(found / max(1, total), 4),
-                "tables_fully_read": sum(1 for r in per_table if r == 1.0),
-                "model_load_s": round(load_s, 2),
-                "s_per_image_mean": round(statistics.mean(times), 3),
-                "s_per_image_median": round(statistics.median(times), 3),
-                "min_side": opts.min_side,
-            }
+        for side, tool in tools.items():  # interleaved, so machine load hits every setting alike
+            t0 = time.perf_counter()
+            result = tool.run([ref])
+            times[side].append(time.perf_counter() - t0)
+            hits = [found_in(c, result.payload["rows"]) for c in cells]
+            found[side] += sum(hits)
+            full[side] += all(hits)
+            if opts.show_misses and not all(hits):
+                print(
+                    side,
+                    pid,
+                    [c for c, h in zip(cells, hits, strict=True) if not h],
+                    "|",
+                    result.payload["rows"],
+                )
+    for side in tools:
+        print(
+            json.dumps(
+                {
+                    "min_side": side,
+                    "tables": len(times[side]),
+                    "cells": total,
+                    "cell_recall": round(found[side] / max(1, total), 4),
+                    "tables_fully_read": full[side],
+                    "model_load_s": round(load_s / len(tools), 2),
+                    "s_per_image_mean": round(statistics.mean(times[side]), 3),
+                    "s_per_image_median": round(statistics.median(times[side]), 3),
+                }
+            )
         )
-    )
 
 
 if __name__ == "__main__":

@@ -343,7 +343,8 @@ class ToolRunner:
 
         if all(ref.sha256 for ref in images):
             return list(images)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        # the default executor, not the tool pool: hashing must not queue behind slow OCR jobs
+        return await asyncio.get_running_loop().run_in_executor(None, work)
 
     async def _execute(
         self, op: str, tool: Tool, version: str, images: Sequence[ImageRef], args: dict[str, Any]
