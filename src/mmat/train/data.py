@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -372,12 +373,12 @@ class ConversationEncoder:
         while common < min(len(plain_ids), len(expanded)) and plain_ids[-1 - common] == expanded[-1 - common]:
             common += 1
         first_aligned = len(plain_ids) - common
+        starts = [start for start, _ in offsets]  # non-decreasing along the text
         result: list[tuple[int, int]] = []
         for start_char, end_char, index in spans:
-            tokens = [i for i, (s, _) in enumerate(offsets) if start_char <= s < end_char]
-            if not tokens:
+            first, last = bisect_left(starts, start_char), bisect_left(starts, end_char)
+            if first >= last:
                 continue
-            first, last = tokens[0], tokens[-1] + 1
             if first >= first_aligned:
                 result.append((first + shift, last + shift))
             else:
