@@ -1,4 +1,4 @@
-"""Fixtures of the training tests: RR samples exported in ms-swift format and a tiny random LLaVA."""
+"""Fixtures of the training tests: RR samples exported by mmat's ms-swift exporter, tiny random VLMs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from mmat.wire import (
     answer_turn,
     observation_turn,
     question_turn,
-    render_rr_messages,
     render_rr_system,
     step_turn,
     summarize_turn,
@@ -59,20 +58,9 @@ def make_samples(image_dir: Path, count: int = 4) -> list[Sample]:
 
 
 def export_rows(samples: list[Sample], out_dir: Path) -> Path:
-    """Export with mmat's ms-swift exporter when it is there, else write rows of the same shape."""
-    try:
-        from mmat.export.swift import SwiftExporter
-    except ImportError:  # the exporter family had not landed yet
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "train" / "train-00000.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as handle:
-            for sample in samples:
-                assert sample.trajectory is not None
-                messages = [{"role": r, "content": c} for r, c in render_rr_messages(sample.trajectory)]
-                row = {"id": sample.id, "messages": messages, "images": [img.path for img in sample.images]}
-                handle.write(json.dumps(row) + "\n")
-        return out_dir
+    """Export with mmat's ms-swift exporter, as a user would before ``mmat train``."""
+    from mmat.export.swift import SwiftExporter
+
     SwiftExporter(image_paths="relative").export(samples, out_dir)
     return out_dir
 
