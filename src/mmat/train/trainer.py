@@ -102,7 +102,8 @@ class FrobeniusPenaltyTrainer(Trainer):
         loss: Any
         outputs: Any
         loss, outputs = result if return_outputs else (result, None)
-        penalty = self.penalty_of(self.accelerator.unwrap_model(model))
+        with torch.set_grad_enabled(self.penalty_lambda > 0):  # lambda 0: logged only, no backward
+            penalty = self.penalty_of(self.accelerator.unwrap_model(model))
         detached = penalty.detach()
         self._penalty_sum = detached if self._penalty_sum is None else self._penalty_sum + detached
         self._penalty_count += 1
