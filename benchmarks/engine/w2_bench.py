@@ -54,7 +54,7 @@ def make_records(n: int) -> tuple[Path, Path]:
     )
     urls: dict[str, str] = {}
     WORK.mkdir(parents=True, exist_ok=True)
-    samples_path, rows_path = WORK / "records.jsonl", WORK / "rows.jsonl"
+    samples_path, rows_path = WORK / f"records-{n}.jsonl", WORK / f"rows-{n}.jsonl"
     with samples_path.open("w") as samples, rows_path.open("w") as rows:
         for i in range(n):
             sample = base[i % len(base)].model_copy(deep=True)
@@ -90,7 +90,7 @@ def run_peer(
     peer: str, server: MockTeacherServer, args: argparse.Namespace, run: int, paths: tuple[Path, Path]
 ) -> dict:
     server.reset()
-    out = WORK / f"{peer}-{run}"
+    out = WORK / f"{peer}-{args.n}-{run}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
     common = [
         "--base-url",
@@ -189,7 +189,7 @@ def main() -> None:
         "tool_latency_s": args.tool_latency,
         "summary": summary,
     }
-    (WORK / "w2_results.json").write_text(json.dumps({"report": report, "runs": results}, indent=2))
+    (WORK / f"w2_results-{args.n}.json").write_text(json.dumps({"report": report, "runs": results}, indent=2))
     print(json.dumps(report, indent=2))
 
 
