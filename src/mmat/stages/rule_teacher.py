@@ -102,6 +102,7 @@ class RuleTeacher(Teacher):
 
     name = "rules"
     grade = "plumbing"
+    supports_images = False
 
     def __init__(self, model: str = "rules-1") -> None:
         match = re.fullmatch(r"rules(?:-(\d+))?", model)
