@@ -71,3 +71,17 @@ def test_text_and_option_answers() -> None:
     )
     assert mentions_answer("Maybe new york?", qa)
     assert not mentions_answer("Wait, let me check the signs.", qa)
+
+
+def test_step_and_row_numbers_are_not_answers() -> None:
+    qa = QA(
+        qa_id="0",
+        question="How many?",
+        templated_question="How many?",
+        answer="2",
+        answer_type=AnswerType.NUMBER,
+    )
+    assert check_segment(segment(("Step 2: read row 2 of the table.", ["ocr"])), qa) == []
+    assert [f.kind for f in check_segment(segment(("There are 2 of them.", [])), qa)] == [
+        "unsupported_answer"
+    ]

@@ -31,6 +31,7 @@ META_LEAK = re.compile(
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"[-+−]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?%?")
+_ORDINAL_WORD = re.compile(r"\b(?:step|row|column|line|option|figure|table)\s*\Z", re.IGNORECASE)
 _ARITHMETIC = re.compile(r"\d\s*(?:[-+×x*/÷]|times|plus|minus|divided by)\s*[$(]?\d", re.IGNORECASE)
 _DERIVED = re.compile(r"(?:=|≈|equals|is equal to|gives|makes|totals?)\s*[$]?\s*\Z", re.IGNORECASE)
 _WORD_NUMBERS = {
@@ -97,6 +98,8 @@ def _number_positions(text: str, numbers: list[tuple[float, str]]) -> list[int]:
     """Where in ``text`` a number equal to the gold answer starts."""
     found = []
     for match in _NUMBER.finditer(text):
+        if _ORDINAL_WORD.search(text[: match.start()]):
+            continue  # "step 1", "row 2": counting the reasoning, not stating a value
         raw = match.group(0).replace("$", "").replace("%", "").replace(",", "").replace("−", "-")
         try:
             value = float(raw)
