@@ -210,12 +210,35 @@ async def test_limiter_tpm_and_aimd() -> None:
         await limiter.release(ok=True, latency_s=0.01)
     assert time.monotonic() - started >= 0.75
     await limiter.acquire()
-    await limiter.release(ok=False, error_kind="rate_limit", retry_after=0.2)
-    assert limiter.limit == 8 and limiter.pause_until > time.monotonic()
+    await limiter.release(ok=False, error_kind="overloaded", retry_after=0.2)
+    assert limiter.limit == 8 and limiter.pause_until > time.monotonic()  # a 503 halves the concurrency
     for _ in range(40):
         await limiter.acquire()
         await limiter.release(ok=True, latency_s=0.01)
-    assert 10 < limiter.limit <= 16
+    assert 10 < limiter.limit <= 16 and limiter.learned is None
+
+
+async def test_limiter_learns_a_rate_from_429s() -> None:
+    limiter = RequestLimiter(64)
+    for _ in range(20):  # 20 successes at once, counted over the shortest window (0.5 s): 40 a second
+        await limiter.acquire()
+        await limiter.release(ok=True, latency_s=0.01)
+    await limiter.acquire()
+    await limiter.release(ok=False, error_kind="rate_limit")
+    assert limiter.learned is not None and limiter.learned.rate == pytest.approx(36.0)
+    assert limiter.limit > 63  # a rate limit paces requests; it does not cut the concurrency
+    started = time.monotonic()
+    for _ in range(5):
+        await limiter.acquire()
+        await limiter.release(ok=True, latency_s=0.01)
+    assert time.monotonic() - started >= 0.1  # about 36 a second
+    limiter._last_rate_decrease = 0.0
+    await limiter.acquire()
+    await limiter.release(ok=False, error_kind="rate_limit")
+    assert limiter.stats.decreases == 2 and limiter.stats.learned_rps == limiter.learned.rate
+
+
+async def test_backoff_delay_bounds() -> None:
     assert 0.5 <= backoff_delay(2, 0.5, 60) <= 1.0 and backoff_delay(30, 0.5, 4) <= 4
 
 

@@ -238,11 +238,12 @@ class EngineContext:
                         retry_after=error.retry_after,
                     ) from None
                 self.stats.retries[kind] += 1
-                # the server's Retry-After is a floor; a request refused again and again still backs
-                # off exponentially, so a rate-limited client does not hammer the server
+                # the server's Retry-After is honoured; a request refused a third time backs off
+                # exponentially too, so a rate-limited client does not hammer the server
                 delay = backoff_delay(used[kind], engine.backoff_base_s, engine.backoff_max_s, self._rng)
                 if error.retry_after is not None:
-                    delay = max(delay, min(error.retry_after, engine.backoff_max_s))
+                    honoured = min(error.retry_after, engine.backoff_max_s)
+                    delay = honoured if used[kind] <= 2 else max(delay, honoured)
                 logger.debug("%s: %s error, retry %d in %.2f s: %s", purpose, kind, used[kind], delay, error)
                 await asyncio.sleep(delay)
                 continue

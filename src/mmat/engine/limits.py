@@ -2,9 +2,13 @@
 
 :class:`RequestLimiter` is the one gate every teacher request passes. It holds
 
-* a concurrency limit that adapts by AIMD: it grows by about one request per round trip while calls
-  succeed, halves (at most once per second) on a 429 or 503, and shrinks by a tenth when latency rises
-  to three times its baseline (the server is queueing);
+* a concurrency limit that adapts by AIMD to overload: it grows by about one request per round trip
+  while calls succeed, halves (at most once per second) on a 503, and shrinks by a tenth when latency
+  rises to three times its baseline (the server is queueing);
+* a request rate that adapts by AIMD to rate limits: the first 429 starts a learned rate at 90 % of the
+  successes per second just seen, each further 429 cuts it by a fifth (at most once per second, never
+  below 80 % of the rate that just succeeded), and
+  every success raises it by about one request per second per second;
 * token buckets for requests per minute and tokens per minute (a request takes its estimated prompt
   tokens, images included, plus ``max_tokens``; the estimate is corrected with the real usage);
 * a global pause: a ``Retry-After`` stops every new request until it has passed.
@@ -13,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import time
@@ -56,6 +61,7 @@ class LimiterStats:
     in_flight: int = 0
     decreases: int = 0
     paused_s: float = 0.0
+    learned_rps: float | None = None
 
 
 class RequestLimiter:
@@ -65,7 +71,7 @@ class RequestLimiter:
         max_concurrency: the ceiling of concurrent requests.
         rpm: requests per minute (None: no limit).
         tpm: tokens per minute (None: no limit).
-        adaptive: adapt the concurrency by AIMD (off: fixed at ``max_concurrency``).
+        adaptive: adapt concurrency and rate by AIMD (off: fixed at ``max_concurrency`` and ``rpm``).
         burst_s: how many seconds of RPM/TPM may go out at once.
     """
 
@@ -76,7 +82,7 @@ class RequestLimiter:
         rpm: int | None = None,
         tpm: int | None = None,
         adaptive: bool = True,
-        burst_s: float = 1.0,
+        burst_s: float = 0.5,
     ) -> None:
         self.max_concurrency = max(1, max_concurrency)
         self.adaptive = adaptive
@@ -91,6 +97,10 @@ class RequestLimiter:
         self._latency_fast = 0.0
         self._latency_base = float("inf")
         self._latency_n = 0
+        self.learned: TokenBucket | None = None
+        self._last_rate_decrease = 0.0
+        self._ok_times: collections.deque[float] = collections.deque()
+        self._first_ok: float | None = None
 
     async def acquire(self, tokens: int = 0) -> None:
         """Wait for a free slot, the pause, and the RPM/TPM buckets; then take them."""
@@ -102,6 +112,7 @@ class RequestLimiter:
                     wait = max(
                         self.rpm.wait_time(1) if self.rpm else 0.0,
                         self.tpm.wait_time(tokens) if self.tpm else 0.0,
+                        self.learned.wait_time(1) if self.learned else 0.0,
                     )
                     if wait <= 0:
                         break
@@ -114,6 +125,8 @@ class RequestLimiter:
                 self.rpm.take(1)
             if self.tpm:
                 self.tpm.take(tokens)
+            if self.learned:
+                self.learned.take(1)
             self.in_flight += 1
             if self.in_flight < int(self.limit):
                 self._cond.notify(1)  # the next waiter checks for itself; no thundering herd
@@ -142,10 +155,45 @@ class RequestLimiter:
                 if ok:
                     self._on_latency(latency_s, now)
                     self.limit = min(float(self.max_concurrency), self.limit + 1.0 / max(1.0, self.limit))
-                elif error_kind == "rate_limit" or error_kind == "overloaded":
+                    self._on_success_rate(now)
+                elif error_kind == "rate_limit":
+                    self._decrease_rate(now)
+                elif error_kind == "overloaded":
                     self._decrease(0.5, now)
             self.stats.limit = self.limit
             self._cond.notify(1)
+
+    def _on_success_rate(self, now: float) -> None:
+        if self._first_ok is None:
+            self._first_ok = now
+        self._ok_times.append(now)
+        while self._ok_times and self._ok_times[0] < now - 2.0:
+            self._ok_times.popleft()
+        if self.learned is not None:
+            self.learned.rate += 1.0 / max(1.0, self.learned.rate)  # about +1 request/s each second
+            self.learned.capacity = max(1.0, self.learned.rate)
+            self.stats.learned_rps = self.learned.rate
+
+    def _success_rate(self, now: float) -> float:
+        """Successes per second over the last two seconds (or since the first success)."""
+        window = min(2.0, max(0.5, now - (self._first_ok or now)))
+        return len([t for t in self._ok_times if t >= now - window]) / window
+
+    def _decrease_rate(self, now: float) -> None:
+        if now - self._last_rate_decrease < 1.0:
+            return
+        self._last_rate_decrease = now
+        seen = self._success_rate(now)
+        if self.learned is None:
+            rate = max(0.5, 0.9 * seen)
+            self.learned = TokenBucket(rate, rate)
+            self.learned.tokens = 0.0
+        else:
+            self.learned.rate = max(0.2, self.learned.rate * 0.8, 0.8 * seen)
+            self.learned.capacity = max(1.0, self.learned.rate)
+            self.learned.tokens = min(self.learned.tokens, 0.0)
+        self.stats.learned_rps = self.learned.rate
+        self.stats.decreases += 1
 
     def _decrease(self, factor: float, now: float) -> None:
         if now - self._last_decrease < 1.0:
