@@ -100,7 +100,7 @@ def test_missing_image(tmp_path: Path) -> None:
     assert rejects[0].reason == "image_missing" and "tables/1.png" in rejects[0].detail
 
 
-@pytest.mark.parametrize("path", ["../outside.jpg", "/etc/passwd", "cot/../../x.jpg"])
+@pytest.mark.parametrize("path", ["../outside.jpg", "/etc/passwd", "cot/../../x.jpg", "C:\\Windows\\x.jpg"])
 def test_image_path_escaping_root_is_refused(tmp_path: Path, path: str) -> None:
     row = {
         "question": "Q?",

@@ -72,6 +72,15 @@ class SourceOptions(BaseModel):
 
 def require(record: Any, key: str, kind: type | tuple[type, ...], *, location: str | None = None) -> Any:
     """``record[key]`` when present and of type ``kind``; else a ``missing_field``/``bad_field`` error."""
+    # Fast path first: this runs several times per record on million-record files.
+    if type(record) is dict:
+        value = record.get(key)
+        kinds = _as_tuple(kind)
+        if type(value) is str:
+            if str in kinds and value.strip():
+                return value
+        elif value is not None and type(value) is not bool and isinstance(value, kinds):
+            return value
     if not isinstance(record, dict):
         raise RecordError(
             "bad_record", f"expected a JSON object, got {type(record).__name__}", location=location
@@ -208,7 +217,8 @@ class FileSource(Source):
         """
         root = root or self.image_root
         normal = path.replace("\\", "/")
-        if normal.startswith("/") or os.path.isabs(path) or ".." in normal.split("/"):
+        drive = normal[1:3] == ":/" and normal[0].isalpha()  # C:/... written on Windows
+        if normal.startswith("/") or drive or ".." in normal.split("/"):
             raise ImageError(
                 "image_outside_root",
                 f"image path {path!r} must be relative to {root} and must not contain '..'; fix the record "

@@ -111,6 +111,11 @@ class QuestionTemplates:
         self.short_answer_max_words = int(data.get("short_answer_max_words", 10))
         self.already_styled = [s.lower() for s in data.get("already_styled", [])]
         self._options_cache: dict[tuple[str, ...], str] = {}
+        self._styled = (
+            re.compile("|".join(re.escape(marker) for marker in self.already_styled))
+            if self.already_styled
+            else None
+        )
 
     @classmethod
     def load(
@@ -188,11 +193,9 @@ class QuestionTemplates:
         suffix = self.suffixes.get(style, "")
         if unit and "{unit}" in suffix:
             suffix = suffix.replace("{unit}", unit)
-        if suffix and self.already_styled:
-            # plain substring tests: an IGNORECASE regex alternation was 20x slower here
-            lowered = question.lower()
-            if any(marker in lowered for marker in self.already_styled):
-                suffix = ""
+        if suffix and self._styled is not None and self._styled.search(question.lower()):
+            # lower() + a case-sensitive alternation: an IGNORECASE regex was ~10x slower here
+            suffix = ""
         text = question.strip()
         if choices:
             text = text + self.joiner + self.render_options(choices) if text else self.render_options(choices)
