@@ -109,12 +109,13 @@ def test_report_counts_qas_across_whole_and_partial_rejects(tmp_path: Path) -> N
 def test_demo_config_runs_end_to_end_with_the_rules_teacher(tmp_path: Path) -> None:
     config = RunConfig.from_yaml(ROOT / "configs" / "demo.yaml")
     assert config.teacher.kind == "rules"
-    config = config.with_overrides({"tools.enabled": [], "output.exports": ["mmat1m"]})
+    config = config.with_overrides({"tools.enabled": [], "output.exports": ["mmat1m", "swift"]})
     config.sources[0].root = str(ROOT / "examples" / "data" / "tabmwp")
     config.sources[0].limit = 4
     result = build(config, out_dir=tmp_path / "demo", progress=False)
     assert result.report["check"] == {"input_qas": 4, "accepted_plus_rejected": 4, "adds_up": True}
     assert result.report["teacher"]["teacher_grade"] == "plumbing"
+    assert result.exports["swift"], "the chat-format exporter also ran"
 
 
 def test_ablations_no_reflection_and_orr_only(tmp_path: Path) -> None:

@@ -74,12 +74,13 @@ def _exportable(samples: Iterable[Sample], config: RunConfig) -> Iterator[Sample
 
 
 def run_exports(out_dir: Path, config: RunConfig) -> dict[str, list[Path]]:
-    """Stream the accepted samples into every exporter of ``output.exports``."""
-    from mmat.registry import EXPORTERS
+    """Stream the accepted samples into every exporter of ``output.exports`` (``output.image_paths``
+    goes to the exporters that take it)."""
+    from mmat.export.run import create_exporter
 
     written: dict[str, list[Path]] = {}
     for name in config.output.exports:
-        exporter = EXPORTERS.create(name)
+        exporter = create_exporter(name, strict=False, image_paths=config.output.image_paths)
         target = out_dir / store.EXPORTS_DIR / name
         written[name] = exporter.export(_exportable(store.iter_accepted(out_dir), config), target)
     return written
