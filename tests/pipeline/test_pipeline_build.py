@@ -124,7 +124,7 @@ def test_kill_and_rerun_resumes_without_loss_or_duplicates(shared_data: Path, tm
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
+        deadline = time.time() + 120
         while _count_lines(out / "accepted") + _count_lines(out / "rejects") < 8 and time.time() < deadline:
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
