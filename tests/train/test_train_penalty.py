@@ -12,6 +12,7 @@ peft = pytest.importorskip("peft")
 from torch import nn  # noqa: E402
 
 from mmat.train.penalty import (  # noqa: E402
+    FrobeniusPenalty,
     UnsupportedAdapterError,
     frobenius_sq_dense,
     frobenius_sq_gram,
@@ -156,3 +157,28 @@ def test_the_cached_penalty_follows_training_steps_and_adapter_switches() -> Non
     model.set_adapter("other")
     assert float(cached().detach()) == pytest.approx(float(lora_frobenius_penalty(model).detach()), rel=1e-6)
     assert float(cached().detach()) != pytest.approx(float(value.detach()))
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_closed_form_gradients_equal_autograd(rslora: bool) -> None:
+    model = _peft(["q", "v", "embed", "conv"], use_rslora=rslora).double()
+    lora = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    for p in lora.values():  # a gradient already there (the data loss's) must be added to, not replaced
+        p.grad = torch.full_like(p, 0.25)
+    (0.3 * lora_frobenius_penalty(model)).backward()
+    expected = {n: p.grad.clone() for n, p in lora.items() if p.grad is not None}
+    for p in lora.values():
+        p.grad = torch.full_like(p, 0.25)
+    value = FrobeniusPenalty(model).add_gradients_(0.3)
+    assert math.isclose(float(value), float(_dense_total(model)), rel_tol=1e-6)  # P is returned in fp32
+    assert set(expected) == set(lora)
+    for name, p in lora.items():
+        assert p.grad is not None
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-6, atol=1e-6)  # autograd path sums in fp32
+
+
+def test_closed_form_creates_missing_gradients() -> None:
+    model = _peft(["q"])
+    FrobeniusPenalty(model).add_gradients_(1.0)
+    grads = [p.grad for n, p in model.named_parameters() if "lora_" in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)

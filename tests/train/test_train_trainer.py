@@ -48,6 +48,7 @@ def _train(
     accumulation: int,
     penalty_lambda: float,
     normalised: bool,
+    penalty_mode: str = "auto",
 ) -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
@@ -88,6 +89,7 @@ def _train(
         train_dataset=_Rows(rows),
         data_collator=TextCollator(pad_token_id=0),
         penalty_lambda=penalty_lambda,
+        penalty_mode=penalty_mode,
     )
     if not normalised:
         # The data loss is then a per-micro-batch mean that the Trainer divides by the accumulation steps.
@@ -118,6 +120,23 @@ def test_batch_two_equals_batch_one_with_two_accumulation_steps(
     assert max(float((together[n] - without[n]).abs().max()) for n in together) > 1e-3
 
 
+@pytest.mark.parametrize("normalised", [True, False])
+def test_closed_form_and_autograd_penalties_train_the_same_weights(tmp_path: Path, normalised: bool) -> None:
+    rows = _rows([10, 10])
+    fast = _train(tmp_path, rows, batch=1, accumulation=2, penalty_lambda=0.5, normalised=normalised)
+    slow = _train(
+        tmp_path,
+        rows,
+        batch=1,
+        accumulation=2,
+        penalty_lambda=0.5,
+        normalised=normalised,
+        penalty_mode="autograd",
+    )
+    for name in fast:
+        torch.testing.assert_close(fast[name], slow[name], rtol=1e-4, atol=1e-6)
+
+
 def test_penalty_shrinks_the_update_compared_with_lambda_zero(tmp_path: Path) -> None:
     rows = _rows([9, 9])
     plain = _train(tmp_path, rows, batch=1, accumulation=1, penalty_lambda=0.0, normalised=True)
@@ -144,7 +163,7 @@ def test_the_penalty_is_not_added_in_evaluation(tmp_path: Path) -> None:
         peft.LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False),
     )
     args = transformers.TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
-    trainer = FrobeniusPenaltyTrainer(model=model, args=args, penalty_lambda=10.0)
+    trainer = FrobeniusPenaltyTrainer(model=model, args=args, penalty_lambda=10.0, penalty_mode="autograd")
     batch = TextCollator(0)(_rows([6]))
     model.eval()
     with torch.no_grad():

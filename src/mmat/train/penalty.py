@@ -235,11 +235,66 @@ class FrobeniusPenalty:
         self._groups = _group_factors(list(iter_lora_factors(self.model)))
         self._signature = self._current_signature()
 
-    def __call__(self) -> torch.Tensor:
+    def groups(self) -> list[list[LoraFactor]]:
+        """The grouped factors, found again when the adapters changed."""
         if self._groups is None or self._signature != self._current_signature():
             self.refresh()
         assert self._groups is not None
-        return _penalty_of_groups(self._groups)
+        return self._groups
+
+    def __call__(self) -> torch.Tensor:
+        return _penalty_of_groups(self.groups())
+
+    @torch.no_grad()
+    def add_gradients_(self, weight: float) -> torch.Tensor:
+        """Add ``weight * dP/dtheta`` to every LoRA factor's ``.grad`` in closed form; return ``P``.
+
+        Per layer ``dP/dA = 2 s^2 (B^T B) A`` and ``dP/dB = 2 s^2 B (A A^T)``: a few batched products
+        per group of equal shapes, then one multi-tensor ``_foreach_add_``. This is the gradient of
+        backpropagating ``weight * P``, without an autograd graph whose backward touches every factor
+        one small kernel at a time (what makes the autograd penalty cost several percent of a
+        launch-bound LoRA step). Call it after ``backward``, where gradients live in ``.grad``: not
+        under DeepSpeed (its buffers hold the gradients) and not with fp16 loss scaling.
+
+        Returns:
+            ``P = sum_i ||Delta W_i||_F^2`` (detached, fp32), for logging.
+        """
+        groups = self.groups()
+        if not groups:
+            return torch.zeros((), dtype=torch.float32)
+        device = groups[0][0].weight_a.device
+        total = torch.zeros((), dtype=torch.float32, device=device)
+        grads: list[torch.Tensor] = []
+        deltas: list[torch.Tensor] = []
+        for members in groups:
+            scaling = members[0].scaling
+            dtype = torch.float64 if members[0].weight_a.dtype == torch.float64 else torch.float32
+            a = torch.stack([m.a for m in members]).to(dtype)
+            b = torch.stack([m.b for m in members]).to(dtype)
+            gram_a = a @ a.transpose(-1, -2)
+            gram_b = b.transpose(-1, -2) @ b
+            total += ((gram_a * gram_b).sum() * scaling**2).to(device=device, dtype=torch.float32)
+            if weight == 0:
+                continue
+            coefficient = 2.0 * weight * scaling**2
+            grad_a = (gram_b @ a).mul_(coefficient)
+            grad_b = (b @ gram_a).mul_(coefficient)
+            # unbind gives views without a kernel each; plain 2-D factors need no reshape or cast
+            for parameters, stacked in (
+                ([m.weight_a for m in members], grad_a),
+                ([m.weight_b for m in members], grad_b),
+            ):
+                for parameter, delta in zip(parameters, stacked.unbind(0), strict=True):
+                    if delta.shape != parameter.shape or delta.dtype != parameter.dtype:
+                        delta = delta.reshape(parameter.shape).to(parameter.dtype)
+                    if parameter.grad is None:
+                        parameter.grad = delta.clone()
+                    else:
+                        grads.append(parameter.grad)
+                        deltas.append(delta)
+        if grads:
+            torch._foreach_add_(grads, deltas)
+        return total
 
 
 @torch.no_grad()

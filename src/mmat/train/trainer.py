@@ -61,11 +61,16 @@ class FrobeniusPenaltyTrainer(Trainer):
         >>> trainer.train()  # doctest: +SKIP
     """
 
-    def __init__(self, *args: Any, penalty_lambda: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, penalty_lambda: float = 0.0, penalty_mode: str = "auto", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         if penalty_lambda < 0:
             raise ConfigError(f"penalty lambda must be >= 0, got {penalty_lambda}")
+        if penalty_mode not in ("auto", "autograd", "closed_form"):
+            raise ConfigError(f"penalty_mode must be auto, autograd or closed_form, got {penalty_mode!r}")
         self.penalty_lambda = float(penalty_lambda)
+        self.penalty_mode = penalty_mode
         self._penalty: FrobeniusPenalty | None = None
         # Summed on the device and read at logging time only: a float() per step would synchronise.
         self._penalty_sum: torch.Tensor | None = None
@@ -81,11 +86,51 @@ class FrobeniusPenaltyTrainer(Trainer):
             or self.compute_loss_func is not None
         )
 
-    def penalty_of(self, model: nn.Module) -> torch.Tensor:
-        """``sum_i ||Delta W_i||_F^2`` of ``model``, its LoRA layers found once and reused."""
+    def penalty_tracker(self, model: nn.Module) -> FrobeniusPenalty:
+        """The :class:`FrobeniusPenalty` of ``model``: its LoRA layers found once and reused."""
         if self._penalty is None or self._penalty.model is not model:
             self._penalty = FrobeniusPenalty(model)
-        return self._penalty()
+        return self._penalty
+
+    def penalty_of(self, model: nn.Module) -> torch.Tensor:
+        """``sum_i ||Delta W_i||_F^2`` of ``model``."""
+        return self.penalty_tracker(model)()
+
+    def uses_closed_form(self) -> bool:
+        """Whether the penalty's gradient is added in closed form after ``backward`` (the fast path).
+
+        ``auto`` takes it whenever gradients live in ``.grad`` as plain tensors: not under DeepSpeed or
+        FSDP, not with fp16 loss scaling. Otherwise the penalty goes through autograd in the loss.
+        """
+        if self.penalty_mode == "autograd" or self.penalty_lambda == 0:
+            return False
+        plain = not (
+            getattr(self, "is_deepspeed_enabled", False)
+            or getattr(self, "is_fsdp_enabled", False)
+            or self.args.fp16
+        )
+        if self.penalty_mode == "closed_form" and not plain:
+            raise ConfigError(
+                "penalty_mode closed_form needs gradients in .grad: not with DeepSpeed, FSDP or fp16. "
+                "Fix: use penalty_mode auto or autograd"
+            )
+        return plain
+
+    def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.uses_closed_form():
+            # One optimizer step sums the micro-steps' gradients, so each adds lambda * dP / steps.
+            steps = max(1, int(getattr(self, "current_gradient_accumulation_steps", 1)))
+            tracker = self.penalty_tracker(self.accelerator.unwrap_model(model))
+            value = tracker.add_gradients_(self.penalty_lambda / steps)
+            self._record_penalty(value)
+            loss = loss + (self.penalty_lambda / steps) * value.to(loss.device, loss.dtype)
+        return loss
+
+    def _record_penalty(self, value: torch.Tensor) -> None:
+        detached = value.detach()
+        self._penalty_sum = detached if self._penalty_sum is None else self._penalty_sum + detached
+        self._penalty_count += 1
 
     def compute_loss(
         self,
@@ -102,11 +147,11 @@ class FrobeniusPenaltyTrainer(Trainer):
         loss: Any
         outputs: Any
         loss, outputs = result if return_outputs else (result, None)
+        if self.uses_closed_form():
+            return result  # training_step adds the penalty's gradient after backward
         with torch.set_grad_enabled(self.penalty_lambda > 0):  # lambda 0: logged only, no backward
             penalty = self.penalty_of(self.accelerator.unwrap_model(model))
-        detached = penalty.detach()
-        self._penalty_sum = detached if self._penalty_sum is None else self._penalty_sum + detached
-        self._penalty_count += 1
+        self._record_penalty(penalty)
         if self.penalty_lambda > 0:
             weight = self.penalty_lambda
             if self.loss_already_scaled_for_accumulation(num_items_in_batch):
