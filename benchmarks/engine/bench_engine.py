@@ -254,6 +254,7 @@ def w4(tools: list[str], repeats: int, n: int) -> list[dict[str, Any]]:
                     "wasted_requests": wasted,
                     "in_flight_bound": 64,
                     "rows_after_resume": result["rows"],
+                    "distinct_rows_after_resume": result["distinct_rows"],
                 }
                 print(json.dumps(row), flush=True)
                 rows.append(row)

@@ -62,7 +62,12 @@ def main() -> None:
     result = llm(rows)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     dataset = getattr(result, "dataset", result)
-    print(json.dumps({"tool": "curator", "wall_s": wall, "cpu_s": cpu, "rows": len(dataset)}))
+    distinct = len(set(dataset["i"])) if len(dataset) else 0
+    print(
+        json.dumps(
+            {"tool": "curator", "wall_s": wall, "cpu_s": cpu, "rows": len(dataset), "distinct_rows": distinct}
+        )
+    )
     sys.stdout.flush()
 
 

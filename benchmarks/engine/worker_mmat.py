@@ -87,13 +87,18 @@ def main() -> None:
     cpu0, wall0 = time.process_time(), time.perf_counter()
     stats = asyncio.run(_run(engine, samples(), args.n))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    from mmat.store import iter_accepted
+
+    ids = [sample.id for sample in iter_accepted(args.out)]
     print(
         json.dumps(
             {
                 "tool": "mmat",
                 "wall_s": wall,
                 "cpu_s": cpu,
-                "rows": stats["kept"],
+                "rows": len(ids),
+                "distinct_rows": len(set(ids)),
+                "written_this_run": stats["kept"],
                 "requests": stats["requests"],
             }
         )
