@@ -116,3 +116,41 @@ def test_parse_scene_graph_tolerates_prose() -> None:
     assert parse_scene_graph('Here: {"objects": [{"name": "cat"}]} done')["relationships"] == []
     with pytest.raises(Exception, match="not valid JSON"):
         parse_scene_graph("{objects: [}")
+
+
+async def test_label_bbox_waits_for_a_caption_running_in_the_same_step(grace_hopper) -> None:
+    import asyncio
+
+    seen: list[Any] = []
+
+    def detector(images: list, **args: Any) -> str:
+        seen.append(args.get("scene_graph"))
+        return "{}"
+
+    chat = ScriptedChat()
+    async with ToolRunner(caption_only(), chat=chat) as runner:
+        runner.register("label_bbox", "detector", detector)
+        caption, boxes = await asyncio.gather(
+            runner.run("image_caption", [grace_hopper], question="q"),
+            runner.run("label_bbox", [grace_hopper]),
+        )
+    assert caption.ok and boxes.ok and seen == [GRAPH]
+    assert len(chat.calls) == 2  # one caption, not a second one for the detector
+
+
+async def test_label_bbox_alone_captions_first_to_get_queries(grace_hopper) -> None:
+    seen: list[Any] = []
+
+    def detector(images: list, **args: Any) -> str:
+        seen.append(args.get("scene_graph"))
+        return "{}"
+
+    chat = ScriptedChat()
+    async with ToolRunner(caption_only(), chat=chat) as runner:
+        runner.register("label_bbox", "detector", detector)
+        await runner.run("label_bbox", [grace_hopper])
+        await runner.run("label_bbox", [grace_hopper], queries=["hat"])
+    assert seen == [GRAPH, None] and [c["purpose"] for c in chat.calls] == [
+        "tool.image_caption.scene_graph",
+        "tool.image_caption.caption",
+    ]

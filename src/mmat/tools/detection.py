@@ -2,8 +2,10 @@
 or OWLv2, through ``transformers`` from a checkpoint folder or hub id.
 
 Queries come from the call (``queries=["dog", "frisbee"]`` or ``"dog. frisbee."``) or from the
-caption's scene graph (``scene_graph={"objects": [{"name": "dog"}, ...]}``; the runner passes the
-graph of the last ``image_caption`` of the same image when the call gives no queries). The rendered
+caption's scene graph (``scene_graph={"objects": [{"name": "dog"}, ...]}``). When a call gives
+neither, the runner supplies the graph of the ``image_caption`` of the same image: a finished one,
+one still running (a step that asked for both operators), or, with a teacher connected, a caption it
+runs first. Without any, the result is the error ``no_queries``. The rendered
 text is the Python repr of ``label -> list of normalised [x1, y1, x2, y2]`` with two decimals, best
 box first, as in MMAT data::
 

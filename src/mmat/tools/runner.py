@@ -174,6 +174,7 @@ class ToolRunner:
         self._inflight: dict[str, asyncio.Future[ToolResult]] = {}
         self._batchers: dict[str, _Batcher] = {}
         self._scene_graphs: dict[tuple[str, ...], Any] = {}
+        self._captions_in_flight: dict[tuple[str, ...], asyncio.Future[ToolResult]] = {}
         self._search: Any = None
 
     # ----------------------------------------------------------------------------------------------
@@ -279,8 +280,8 @@ class ToolRunner:
             code = getattr(error, "reason", "image_error")
             return failure(op, version, code, str(error))
         shas = tuple(ref.sha256 or "" for ref in hashed)
-        if op == "label_bbox" and not args.get("queries") and "scene_graph" not in args:
-            graph = self._scene_graphs.get(shas)
+        if op == "label_bbox" and not any(args.get(k) for k in ("queries", "labels", "query", "scene_graph")):
+            graph = await self._scene_graph_for(shas, hashed)
             if graph is not None:
                 args = {**args, "scene_graph": graph}
         key = tool_cache_key(shas, op, version, args)
@@ -304,6 +305,8 @@ class ToolRunner:
             return result.model_copy(update={"cached": True, "elapsed_s": time.perf_counter() - started})
         future: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
+        if op == "image_caption":
+            self._captions_in_flight[shas] = future
         try:
             result = await self._execute(op, tool, version, hashed, args)
             result = result.model_copy(
@@ -334,6 +337,23 @@ class ToolRunner:
             raise
         finally:
             self._inflight.pop(key, None)
+            if self._captions_in_flight.get(shas) is future:
+                del self._captions_in_flight[shas]
+
+    async def _scene_graph_for(self, shas: tuple[str, ...], images: Sequence[ImageRef]) -> Any:
+        """The scene graph of these images for label_bbox queries: from a finished caption, from one
+        still running (a step that asked for both operators at once), or by captioning now."""
+        if shas in self._scene_graphs:
+            return self._scene_graphs[shas]
+        pending = self._captions_in_flight.get(shas)
+        if pending is not None:
+            await asyncio.wait([pending])  # never raises the caption's failure: its own caller sees it
+        elif (
+            self.chat is not None and "image_caption" in self._tools and self.availability("image_caption").ok
+        ):
+            # only a teacher caption has a scene graph; the fallback caption would cost OCR for nothing
+            await self.run("image_caption", images)
+        return self._scene_graphs.get(shas)
 
     async def _hash_images(self, images: Sequence[ImageRef]) -> list[ImageRef]:
         def work() -> list[ImageRef]:
