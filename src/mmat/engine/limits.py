@@ -5,8 +5,8 @@
 * a concurrency limit that adapts by AIMD to overload: it grows by about one request per round trip
   while calls succeed, halves (at most once per second) on a 503, and shrinks by a tenth when latency
   rises to three times its baseline (the server is queueing);
-* a request rate that adapts by AIMD to rate limits: the first 429 starts a learned rate at 90 % of the
-  successes per second just seen, each further 429 cuts it by a fifth (at most once per second, never
+* a request rate that adapts by AIMD to rate limits: the first 429 after at least ten successes in two
+  seconds starts a learned rate at 90 % of the successes per second just seen, each further 429 cuts it by a fifth (at most once per second, never
   below 80 % of the rate that just succeeded), and
   every success raises it by about one request per second per second;
 * token buckets for requests per minute and tokens per minute (a request takes its estimated prompt
@@ -182,8 +182,10 @@ class RequestLimiter:
     def _decrease_rate(self, now: float) -> None:
         if now - self._last_rate_decrease < 1.0:
             return
-        self._last_rate_decrease = now
         seen = self._success_rate(now)
+        if self.learned is None and len(self._ok_times) < 10:
+            return  # too few successes to tell a rate: the Retry-After pause is all we act on
+        self._last_rate_decrease = now
         if self.learned is None:
             rate = max(0.5, 0.9 * seen)
             self.learned = TokenBucket(rate, rate)
