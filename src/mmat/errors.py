@@ -96,12 +96,16 @@ class TeacherError(MmatError):
         kind: the error class used for retry budgets (``"rate_limit"``, ``"server"``, ``"timeout"``,
             ``"malformed"``, ``"client"``).
         retry_after: seconds the server asked us to wait, when it said.
+        status: the HTTP status behind the error, when there was one (503 tells overload apart).
     """
 
-    def __init__(self, kind: str, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, kind: str, message: str, *, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.retry_after = retry_after
+        self.status = status
 
 
 class ToolError(MmatError):

@@ -518,3 +518,13 @@ def test_cache_is_safe_under_concurrent_writer_processes(tmp_path: Path) -> None
     assert [w.exitcode for w in workers] == [0, 0, 0]
     cache = CallCache(tmp_path)
     assert len(cache) == 450 and cache.get("b-149").text == "b 149"
+
+
+@pytest.mark.parametrize(("fault", "halved"), [(Fault("503"), True), (Fault("500"), False)])
+async def test_503_halves_the_concurrency_and_500_does_not(server, fault, halved) -> None:
+    server.script([fault])
+    teacher = OpenAITeacher(server.base_url, "m")
+    ctx = EngineContext(config(max_concurrent_requests=64), teacher)
+    await ctx.chat([ChatMessage(role="user", content="x")], purpose="p", prompt_hash="h")
+    await teacher.aclose()
+    assert (ctx.limiter.limit < 40) is halved and ctx.stats.retries == {"server": 1}

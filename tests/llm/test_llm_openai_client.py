@@ -67,6 +67,8 @@ async def test_each_fault_maps_to_its_error_kind(server, fault, kind, message) -
     assert caught.value.kind == kind
     if fault.kind == "429":
         assert caught.value.retry_after == pytest.approx(2.5)
+    if fault.kind in ("429", "500", "503"):
+        assert caught.value.status == int(fault.kind)
     assert server.request_count == 1
 
 

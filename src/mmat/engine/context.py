@@ -221,7 +221,7 @@ class EngineContext:
                 completion = await self.teacher.complete(messages, params)
             except TeacherError as error:
                 kind = error.kind
-                overloaded = kind == "rate_limit" or (kind == "server" and "503" in str(error))
+                overloaded = kind == "rate_limit" or (kind == "server" and error.status == 503)
                 await self.limiter.release(
                     ok=False,
                     error_kind="overloaded" if overloaded and kind != "rate_limit" else kind,

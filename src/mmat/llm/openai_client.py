@@ -365,13 +365,16 @@ class OpenAITeacher(Teacher):
         if status == 429:
             retry_after = parse_retry_after(headers)
             return TeacherError(
-                "rate_limit", f"{url} said 429 rate limited: {detail}", retry_after=retry_after
+                "rate_limit", f"{url} said 429 rate limited: {detail}", retry_after=retry_after, status=429
             )
         if status == 408:
             return TeacherError("timeout", f"{url} said 408 request timeout: {detail}")
         if status >= 500:
             return TeacherError(
-                "server", f"{url} said {status}: {detail}", retry_after=parse_retry_after(headers)
+                "server",
+                f"{url} said {status}: {detail}",
+                retry_after=parse_retry_after(headers),
+                status=status,
             )
         if status in (401, 403):
             return TeacherError(
@@ -379,7 +382,7 @@ class OpenAITeacher(Teacher):
                 f"{url} refused the API key ({status}: {detail}); check the environment variable "
                 f"{self.api_key_env}",
             )
-        return TeacherError("client", f"{url} rejected the request ({status}): {detail}")
+        return TeacherError("client", f"{url} rejected the request ({status}): {detail}", status=status)
 
     def _parse(self, url: str, raw: bytes, messages: list[ChatMessage], latency: float) -> Completion:
         try:
