@@ -220,22 +220,32 @@ async def test_limiter_tpm_and_aimd() -> None:
 
 async def test_limiter_learns_a_rate_from_429s() -> None:
     limiter = RequestLimiter(64)
-    for _ in range(20):  # 20 successes at once, counted over the shortest window (0.5 s): 40 a second
+    for _ in range(20):  # 20 successes at once, counted over the shortest window (1 s): 20 a second
         await limiter.acquire()
         await limiter.release(ok=True, latency_s=0.01)
     await limiter.acquire()
     await limiter.release(ok=False, error_kind="rate_limit")
-    assert limiter.learned is not None and limiter.learned.rate == pytest.approx(36.0)
+    assert limiter.learned is not None and limiter.learned.rate == pytest.approx(18.0)
     assert limiter.limit > 63  # a rate limit paces requests; it does not cut the concurrency
     started = time.monotonic()
     for _ in range(5):
         await limiter.acquire()
         await limiter.release(ok=True, latency_s=0.01)
-    assert time.monotonic() - started >= 0.1  # about 36 a second
+    assert time.monotonic() - started >= 0.15  # about 18 a second
     limiter._last_rate_decrease = 0.0
     await limiter.acquire()
     await limiter.release(ok=False, error_kind="rate_limit")
     assert limiter.stats.decreases == 2 and limiter.stats.learned_rps == limiter.learned.rate
+
+
+async def test_limiter_learns_from_retry_after_before_any_reply() -> None:
+    limiter = RequestLimiter(64)
+    await limiter.acquire()
+    await limiter.release(ok=False, error_kind="rate_limit")  # no Retry-After, no successes: no guess
+    assert limiter.learned is None
+    await limiter.acquire()
+    await limiter.release(ok=False, error_kind="rate_limit", retry_after=0.05)
+    assert limiter.learned is not None and limiter.learned.rate == pytest.approx(18.0)
 
 
 async def test_backoff_delay_bounds() -> None:

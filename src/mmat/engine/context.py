@@ -242,7 +242,8 @@ class EngineContext:
                 # exponentially too, so a rate-limited client does not hammer the server
                 delay = backoff_delay(used[kind], engine.backoff_base_s, engine.backoff_max_s, self._rng)
                 if error.retry_after is not None:
-                    honoured = min(error.retry_after, engine.backoff_max_s)
+                    # jittered, so that a herd refused together does not come back together
+                    honoured = min(error.retry_after * (1.0 + 0.5 * self._rng.random()), engine.backoff_max_s)
                     delay = honoured if used[kind] <= 2 else max(delay, honoured)
                 logger.debug("%s: %s error, retry %d in %.2f s: %s", purpose, kind, used[kind], delay, error)
                 await asyncio.sleep(delay)

@@ -5,8 +5,8 @@
 * a concurrency limit that adapts by AIMD to overload: it grows by about one request per round trip
   while calls succeed, halves (at most once per second) on a 503, and shrinks by a tenth when latency
   rises to three times its baseline (the server is queueing);
-* a request rate that adapts by AIMD to rate limits: the first 429 after at least ten successes in two
-  seconds starts a learned rate at 90 % of the successes per second just seen, each further 429 cuts it by a fifth (at most once per second, never
+* a request rate that adapts by AIMD to rate limits: the first 429 starts a learned rate at 90 % of the
+  successes per second just seen (or, before ten replies came back, of one request per Retry-After), each further 429 cuts it by a fifth (at most once per second, never
   below 80 % of the rate that just succeeded), and
   every success raises it by about one request per second per second;
 * token buckets for requests per minute and tokens per minute (a request takes its estimated prompt
@@ -157,7 +157,7 @@ class RequestLimiter:
                     self.limit = min(float(self.max_concurrency), self.limit + 1.0 / max(1.0, self.limit))
                     self._on_success_rate(now)
                 elif error_kind == "rate_limit":
-                    self._decrease_rate(now)
+                    self._decrease_rate(now, retry_after)
                 elif error_kind == "overloaded":
                     self._decrease(0.5, now)
             self.stats.limit = self.limit
@@ -171,29 +171,35 @@ class RequestLimiter:
             self._ok_times.popleft()
         if self.learned is not None:
             self.learned.rate += 1.0 / max(1.0, self.learned.rate)  # about +1 request/s each second
-            self.learned.capacity = max(1.0, self.learned.rate)
+            self.learned.capacity = max(1.0, self.learned.rate / 4)
             self.stats.learned_rps = self.learned.rate
 
     def _success_rate(self, now: float) -> float:
         """Successes per second over the last two seconds (or since the first success)."""
-        window = min(2.0, max(0.5, now - (self._first_ok or now)))
+        window = min(2.0, max(1.0, now - (self._first_ok or now)))
         return len([t for t in self._ok_times if t >= now - window]) / window
 
-    def _decrease_rate(self, now: float) -> None:
+    def _decrease_rate(self, now: float, retry_after: float | None = None) -> None:
         if now - self._last_rate_decrease < 1.0:
             return
         seen = self._success_rate(now)
-        if self.learned is None and len(self._ok_times) < 10:
-            return  # too few successes to tell a rate: the Retry-After pause is all we act on
-        self._last_rate_decrease = now
         if self.learned is None:
-            rate = max(0.5, 0.9 * seen)
-            self.learned = TokenBucket(rate, rate)
+            if len(self._ok_times) >= 10:
+                rate = 0.9 * seen
+            elif retry_after:
+                # no successes to measure yet (429s come back before any reply): a token bucket that
+                # frees one request every ``retry_after`` seconds serves about 1/retry_after a second
+                rate = 0.9 / retry_after
+            else:
+                return  # nothing to estimate a rate from: the Retry-After pause is all we act on
+            rate = max(0.5, rate)
+            self.learned = TokenBucket(rate, rate / 4)
             self.learned.tokens = 0.0
         else:
             self.learned.rate = max(0.2, self.learned.rate * 0.8, 0.8 * seen)
-            self.learned.capacity = max(1.0, self.learned.rate)
+            self.learned.capacity = max(1.0, self.learned.rate / 4)
             self.learned.tokens = min(self.learned.tokens, 0.0)
+        self._last_rate_decrease = now
         self.stats.learned_rps = self.learned.rate
         self.stats.decreases += 1
 
