@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from mmat.llm.local import LocalTeacher, json_skeleton
+from mmat.llm.local import LocalTeacher, json_skeleton, offered_operators
 from mmat.registry import TEACHERS
 
 
@@ -29,6 +29,14 @@ def test_json_skeleton_reads_the_prompt_example() -> None:
     assert json_skeleton("no example here") is None
 
 
+def test_offered_operators_are_read_from_the_listing() -> None:
+    prompt = (
+        "Available operators:\n- ocr: reads text\n- face_detection: finds faces\n- ocr: again\nnot - a: line"
+    )
+    assert offered_operators(prompt) == ["ocr", "face_detection"]
+    assert offered_operators("no listing") == []
+
+
 def test_local_teacher_is_registered_and_plumbing_grade() -> None:
     assert TEACHERS.get("local") is LocalTeacher
     assert TEACHERS.get("openai").__name__ == "OpenAITeacher"
@@ -47,6 +55,7 @@ def test_local_teacher_writes_parseable_steps() -> None:
 
     teacher = LocalTeacher()
     system = (
+        "Available operators:\n- ocr: reads the text in the image\n- face_detection: finds faces\n"
         "Reply to every turn with exactly one JSON object and nothing else:\n"
         '{"thought": "one concise reasoning step", "operators": ["name", ...], '
         '"rag": {"needed": false, "query": null}, "next_action": "continue"}'
@@ -57,7 +66,7 @@ def test_local_teacher_writes_parseable_steps() -> None:
     ]
     completion = asyncio.run(teacher.complete(messages, DecodingParams(json_mode=True, max_tokens=64)))
     step = parse_step_reply(completion.text)
-    assert step.thought and step.operators == [] and step.rag_query is None
+    assert step.thought and set(step.operators) <= {"ocr", "face_detection"} and step.rag_query is None
     judge = asyncio.run(
         teacher.complete(
             [

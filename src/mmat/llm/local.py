@@ -13,7 +13,8 @@ Parseable output by **constrained decoding**: when a request asks for JSON, the 
 JSON example the prompt gives (e.g. ``{"thought": "...", "operators": [...], "rag": {...},
 "next_action": "continue"}``) and fills that skeleton: string values are generated freely but stop
 at a quote or a line break, booleans, numbers and ``next_action`` are chosen from the model's logits
-among the allowed values, lists stay empty. So every JSON reply parses. Without an example in the
+among the allowed values, ``operators`` holds none or one of the operators the prompt offers (as
+``- name: description`` lines), other lists stay empty. So every JSON reply parses. Without an example in the
 prompt it falls back to validated retries (generate, parse, retry) and raises ``malformed`` if none
 parses. Plain-text requests are generated greedily and cut at the ``stop`` strings.
 """
@@ -139,6 +140,14 @@ def _balanced_objects(text: str) -> list[str]:
     return found
 
 
+_OPERATOR_LINE = re.compile(r"^- ([a-z_]+): ", re.MULTILINE)
+
+
+def offered_operators(prompt: str) -> list[str]:
+    """Operator names a prompt offers as ``- name: description`` lines (the Rationale stage's list)."""
+    return list(dict.fromkeys(_OPERATOR_LINE.findall(prompt)))
+
+
 def json_skeleton(prompt: str) -> dict[str, Any] | None:
     """The last JSON example object in a prompt, loosened (``true or false`` -> a boolean)."""
     for candidate in reversed(_balanced_objects(prompt)):
@@ -182,6 +191,7 @@ class LocalTeacher(Teacher):
         self._tokenizer: Any = None
         self._lock = threading.Lock()
         self._cache_kw: str | None = None
+        self._operators: list[str] = []
 
     @classmethod
     def from_config(cls, config: TeacherConfig) -> LocalTeacher:
@@ -294,6 +304,15 @@ class LocalTeacher(Teacher):
             return "1.0"
         return "0." + self._choose(prefix + self._encode("0."), tuple("123456789"))
 
+    def _choose_operators(self, prefix: list[int]) -> str:
+        """``[]`` or one offered operator, as the model's logits prefer."""
+        opened = prefix + self._encode("[")
+        if self._choose(opened, ("]", '"')) == "]":
+            return "[]"
+        first = {self._encode(name)[0]: name for name in reversed(self._operators)}
+        name = self._choose(opened + self._encode('"'), tuple(first.values()))
+        return json.dumps([name])
+
     def _fill(self, skeleton: Any, prefix: list[int], key: str | None) -> tuple[str, list[int]]:
         """Render ``skeleton`` as JSON with model-chosen values; returns the text and the new prefix."""
         if isinstance(skeleton, dict):
@@ -314,6 +333,8 @@ class LocalTeacher(Teacher):
             rendered = self._choose(prefix, ("true", "false"))
         elif isinstance(skeleton, (int, float)):
             rendered = self._choose_number(prefix)
+        elif isinstance(skeleton, list) and key == "operators" and self._operators:
+            rendered = self._choose_operators(prefix)
         elif isinstance(skeleton, list) or skeleton is None:
             rendered = "[]" if isinstance(skeleton, list) else "null"
         else:
@@ -329,6 +350,7 @@ class LocalTeacher(Teacher):
         budget = max(1, min(params.max_tokens, self.max_new_tokens))
         if params.json_mode or "JSON" in prompt_text[-2000:]:
             skeleton = json_skeleton(prompt_text)
+            self._operators = offered_operators(prompt_text)
             if skeleton is not None:
                 text, _ = self._fill(skeleton, ids, None)
                 return text, len(ids), len(self._encode(text))
