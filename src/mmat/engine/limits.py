@@ -21,6 +21,7 @@ import collections
 import contextlib
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 
 
@@ -53,6 +54,31 @@ class TokenBucket:
     def give_back(self, amount: float) -> None:
         self._refill()
         self.tokens = min(self.capacity, self.tokens + amount)
+
+
+class SlidingWindowLimit:
+    """At most ``limit`` grants in any ``window_s`` seconds: a per-minute quota as a hard ceiling.
+
+    A token bucket paces requests evenly but lets a full bucket's burst through on top of a whole
+    minute's rate, so a server counting requests per sliding minute could see slightly more than the
+    RPM. This log of the last ``limit`` grant times closes that gap; ``margin_s`` absorbs the jitter
+    between granting a request here and its arrival at the server.
+    """
+
+    def __init__(self, limit: int, window_s: float = 60.0, margin_s: float = 0.25) -> None:
+        self.limit = max(1, limit)
+        self.window_s = window_s + margin_s
+        self.times: deque[float] = deque()
+
+    def wait_time(self, now: float) -> float:
+        while self.times and now - self.times[0] >= self.window_s:
+            self.times.popleft()
+        if len(self.times) < self.limit:
+            return 0.0
+        return self.times[0] + self.window_s - now
+
+    def take(self, now: float) -> None:
+        self.times.append(now)
 
 
 @dataclass
@@ -89,6 +115,7 @@ class RequestLimiter:
         self.limit = float(self.max_concurrency)
         self.in_flight = 0
         self.rpm = TokenBucket(rpm / 60.0, rpm / 60.0 * burst_s) if rpm else None
+        self.rpm_window = SlidingWindowLimit(rpm) if rpm else None
         self.tpm = TokenBucket(tpm / 60.0, tpm / 60.0 * burst_s) if tpm else None
         self.pause_until = 0.0
         self.stats = LimiterStats(limit=self.limit)
@@ -113,6 +140,7 @@ class RequestLimiter:
                         self.rpm.wait_time(1) if self.rpm else 0.0,
                         self.tpm.wait_time(tokens) if self.tpm else 0.0,
                         self.learned.wait_time(1) if self.learned else 0.0,
+                        self.rpm_window.wait_time(now) if self.rpm_window else 0.0,
                     )
                     if wait <= 0:
                         break
@@ -123,6 +151,8 @@ class RequestLimiter:
                     await self._cond.wait()
             if self.rpm:
                 self.rpm.take(1)
+            if self.rpm_window:
+                self.rpm_window.take(time.monotonic())
             if self.tpm:
                 self.tpm.take(tokens)
             if self.learned:
