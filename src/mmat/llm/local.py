@@ -306,11 +306,11 @@ class LocalTeacher(Teacher):
 
     def _choose_operators(self, prefix: list[int]) -> str:
         """``[]`` or one offered operator, as the model's logits prefer."""
-        opened = prefix + self._encode("[")
-        if self._choose(opened, ("]", '"')) == "]":
+        # '["' is one token in SmolLM2's vocabulary, so the choice is made before the bracket
+        if self._choose(prefix, ("[]", '["')) == "[]":
             return "[]"
         first = {self._encode(name)[0]: name for name in reversed(self._operators)}
-        name = self._choose(opened + self._encode('"'), tuple(first.values()))
+        name = self._choose(prefix + self._encode('["'), tuple(first.values()))
         return json.dumps([name])
 
     def _fill(self, skeleton: Any, prefix: list[int], key: str | None) -> tuple[str, list[int]]:
