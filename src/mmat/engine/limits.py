@@ -65,7 +65,7 @@ class SlidingWindowLimit:
     between granting a request here and its arrival at the server.
     """
 
-    def __init__(self, limit: int, window_s: float = 60.0, margin_s: float = 0.25) -> None:
+    def __init__(self, limit: int, window_s: float = 60.0, margin_s: float = 1.0) -> None:
         self.limit = max(1, limit)
         self.window_s = window_s + margin_s
         self.times: deque[float] = deque()

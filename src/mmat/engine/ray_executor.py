@@ -251,12 +251,14 @@ def process_shard(
     cache_dir = Path(config.engine.cache_dir or out / CACHE_DIRNAME)
     teacher = teacher_factory(config) if teacher_factory else teacher_from_config(config.teacher)
     stages = stages_factory(config) if stages_factory else default_stages(config)
+    runner = None
+    tools: ToolProvider | None
     if tools_factory is not None:
         tools = tools_factory(config, cache_dir)
     else:
         from mmat.tools.runner import ToolRunner
 
-        tools = ToolRunner(config, cache_dir=cache_dir)
+        tools = runner = ToolRunner(config, cache_dir=cache_dir)
     if tools is not None and tool_actors:
         tools = ActorBackedTools(tools, tool_actors)
     stats_path = out / RAY_DIR / "stats" / f"shard-{shard:05d}.json"
@@ -273,6 +275,8 @@ def process_shard(
         shard=shard,
         stats_path=stats_path,
     )
+    if runner is not None and teacher.supports_images:
+        runner.chat = engine.context.chat  # the CCoT caption asks the teacher through the global limiter
 
     async def go() -> dict[str, Any]:
         try:

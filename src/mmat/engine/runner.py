@@ -86,11 +86,20 @@ class Engine:
             self.stats, enabled=sys.stderr.isatty() if progress is None else progress
         )
         self._stopping = False
+        self._context: EngineContext | None = None
         if teacher.grade == "plumbing":
             logger.warning(
                 "teacher %s is plumbing-grade: its output exercises the pipeline but is not training data",
                 teacher.fingerprint(),
             )
+
+    @property
+    def context(self) -> EngineContext:
+        """The one context of this engine: every teacher call, the stages' and the caption operator's,
+        goes through its cache, limiter and retry budgets."""
+        if self._context is None:
+            self._context = self.make_context()
+        return self._context
 
     def make_context(self) -> EngineContext:
         engine = self.config.engine
@@ -170,7 +179,7 @@ class Engine:
                 return await run_batched(self, records)
             finally:
                 self._finish()
-        ctx = self.make_context()
+        ctx = self.context
         slots = asyncio.Semaphore(max(1, self.config.engine.max_samples_in_flight))
         tasks: set[asyncio.Task[None]] = set()
         seen: set[str] = set()

@@ -130,7 +130,7 @@ async def build_async(
             engine = Engine(config, teacher, chosen, tools=tools, out_dir=out, progress=progress)
             if own_tools and teacher.supports_images:
                 # The CCoT image_caption operator asks the teacher: give it the engine's cached, limited chat.
-                tools.chat = engine.make_context().chat  # type: ignore[attr-defined]
+                tools.chat = engine.context.chat  # type: ignore[attr-defined]
             with _interruptible(engine):
                 await engine.run(inputs)
     finally:
