@@ -26,16 +26,37 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ask": ("mmat.agent.cli:ask", "Ask a tuned model about an image (RR, ORR, baseline)."),
     "serve-agent": ("mmat.agent.cli:serve_agent", "Serve the agent as an OpenAI-compatible endpoint."),
     "cache": ("mmat.engine.commands:cache", "Show or prune the teacher-call cache (stats, prune)."),
-    "mock-teacher": ("mmat.llm.commands:mock_teacher", "Serve a mock OpenAI-compatible teacher on 127.0.0.1."),
-    "eval": ("mmat.eval.cli:eval_cmd", "Evaluate a model on benchmarks in baseline, ORR and RR modes; report."),
-    "train": ("mmat.train.cli:train", "Fine-tune a VLM with LoRA + the Frobenius penalty (PEFT or ms-swift)."),
+    "mock-teacher": (
+        "mmat.llm.commands:mock_teacher",
+        "Serve a mock OpenAI-compatible teacher on 127.0.0.1.",
+    ),
+    "eval": (
+        "mmat.eval.cli:eval_cmd",
+        "Evaluate a model on benchmarks in baseline, ORR and RR modes; report.",
+    ),
+    "train": (
+        "mmat.train.cli:train",
+        "Fine-tune a VLM with LoRA + the Frobenius penalty (PEFT or ms-swift).",
+    ),
     "release": ("mmat.cli:release", "Check or re-export MMAT-1M release files (RR_sys / ORR jsonl)."),
     "sources": ("mmat.sources.cli:sources_cmd", "List the Foundation source loaders."),
     "foundation": ("mmat.sources.cli:foundation_cmd", "Turn one source dataset into Foundation samples."),
-    "export": ("mmat.export.cli:export_cmd", "Export a build into ms-swift, LLaMA-Factory, LLaVA, Parquet or MMAT-1M files."),
-    "card": ("mmat.export.cli:card_cmd", "Write the dataset card (README.md) of a build: provenance, statistics, licences."),
-    "view": ("mmat.viewer.cli:view", "Browse a build in a local web viewer (127.0.0.1): samples, boxes, statistics."),
-    "build": ("mmat.pipeline.cli:build_cmd", "Run the data engine: sources -> stages -> exports -> report (resumable)."),
+    "export": (
+        "mmat.export.cli:export_cmd",
+        "Export a build into ms-swift, LLaMA-Factory, LLaVA, Parquet or MMAT-1M files.",
+    ),
+    "card": (
+        "mmat.export.cli:card_cmd",
+        "Write the dataset card (README.md) of a build: provenance, statistics, licences.",
+    ),
+    "view": (
+        "mmat.viewer.cli:view",
+        "Browse a build in a local web viewer (127.0.0.1): samples, boxes, statistics.",
+    ),
+    "build": (
+        "mmat.pipeline.cli:build_cmd",
+        "Run the data engine: sources -> stages -> exports -> report (resumable).",
+    ),
 }
 
 

@@ -69,8 +69,12 @@ class EngineConfig(Section):
     shards: int = 1
     batch: bool = False
     batch_poll_s: float = Field(default=30.0, description="seconds between Batch API status polls")
-    batch_max_requests: int = Field(default=50_000, description="requests per submitted batch (OpenAI: 50,000)")
-    batch_resubmits: int = Field(default=3, description="times failed or expired batch requests are resubmitted")
+    batch_max_requests: int = Field(
+        default=50_000, description="requests per submitted batch (OpenAI: 50,000)"
+    )
+    batch_resubmits: int = Field(
+        default=3, description="times failed or expired batch requests are resubmitted"
+    )
 
 
 class ToolsConfig(Section):

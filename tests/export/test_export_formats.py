@@ -302,12 +302,16 @@ def test_create_exporter_lenient_drops_options_it_does_not_take() -> None:
 
 
 @pytest.mark.slow
-def test_hf_datasets_loads_the_parquet_and_swift_exports(build: Path, samples: list[Sample], tmp_path: Path) -> None:
+def test_hf_datasets_loads_the_parquet_and_swift_exports(
+    build: Path, samples: list[Sample], tmp_path: Path
+) -> None:
     datasets = pytest.importorskip("datasets")
     run_export(build, "parquet", dest=tmp_path / "hf", shard_size=4)
     loaded = datasets.load_dataset(str(tmp_path / "hf"), cache_dir=str(tmp_path / "cache"))
     assert list(loaded) == ["train"] and loaded["train"].num_rows == len(samples)
     assert loaded["train"][3]["messages"][0]["role"] == "system"
     run_export(build, "swift", dest=tmp_path / "swift")
-    rows = datasets.load_dataset("json", data_dir=str(tmp_path / "swift" / "train"), cache_dir=str(tmp_path / "c2"))
+    rows = datasets.load_dataset(
+        "json", data_dir=str(tmp_path / "swift" / "train"), cache_dir=str(tmp_path / "c2")
+    )
     assert rows["train"]["id"] == [s.id for s in samples]
