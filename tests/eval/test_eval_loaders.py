@@ -13,6 +13,7 @@ from PIL import Image
 
 from mmat.errors import ConfigError, ImageError, RecordError
 from mmat.eval.benchmarks import get_benchmark, load_items, mcq_prompt
+from mmat.images import resolve_image
 
 
 def png_bytes(color: str, size: tuple[int, int] = (8, 6)) -> bytes:
@@ -52,10 +53,11 @@ def test_mcq_tsv_with_inline_images_and_references(tmp_path: Path) -> None:
     assert items[0].category == "perception" and items[0].l2_category == "colour"
     # the image is decoded once, content-addressed, and shared by the referring row
     digest = hashlib.sha256(red).hexdigest()
-    assert items[0].images[0].path == str((tmp_path / "cache" / f"{digest}.png").resolve())
+    ref = items[0].images[0]
+    assert (ref.path, ref.root) == (f"{digest[:2]}/{digest}.png", str((tmp_path / "cache").resolve()))
     assert items[0].images[0].sha256 == digest
     assert items[1].images == items[0].images
-    assert Path(items[2].images[0].path).read_bytes() == blue
+    assert resolve_image(items[2].images[0]).read_bytes() == blue
     # VLMEvalKit's prompt plus the MMAT style suffix
     assert items[1].prompt == (
         "Hint: Think.\nQuestion: Is it warm?\nOptions:\nA. yes\nB. no\nC. maybe\n"

@@ -62,18 +62,24 @@ def _key_of_line(line: str) -> str | None:
 class ShardStore:
     """The output directory of one run: appenders per shard and kind, and the set of finished keys."""
 
-    def __init__(self, out_dir: Path, shards: int = 1, *, fsync: bool = False) -> None:
+    def __init__(
+        self, out_dir: Path, shards: int = 1, *, fsync: bool = False, only_shard: int | None = None
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.shards = max(1, shards)
         self.fsync = fsync
+        # A Ray worker owns one shard: it reads (and repairs) only that shard's files, because other
+        # workers are appending to theirs and cutting their "torn" last line would destroy a write.
+        self.only_shard = only_shard
         self._fds: dict[tuple[str, int], int] = {}
         self.done: set[str] = set()
         self.torn_lines = 0
 
     def load(self) -> set[str]:
         """Read the keys already written (cutting torn last lines); returns them."""
+        pattern = "shard-*.jsonl" if self.only_shard is None else f"shard-{self.only_shard:05d}.jsonl"
         for kind in (ACCEPTED_DIR, REJECTS_DIR):
-            for path in sorted((self.out_dir / kind).glob("shard-*.jsonl")):
+            for path in sorted((self.out_dir / kind).glob(pattern)):
                 self._repair_tail(path)
                 with path.open(encoding="utf-8") as handle:
                     for line in handle:

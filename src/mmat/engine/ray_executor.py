@@ -43,7 +43,7 @@ from mmat.errors import ConfigError, MissingDependencyError
 from mmat.llm.base import Teacher
 from mmat.schema import ImageRef, Reject, Sample, ToolResult
 from mmat.stages.base import Stage
-from mmat.store import ACCEPTED_DIR, REJECTS_DIR, STATS_FILE
+from mmat.store import STATS_FILE
 from mmat.tools.base import ToolProvider
 
 logger = logging.getLogger(__name__)
@@ -149,38 +149,6 @@ class ActorBackedTools:
 # One shard inside a worker
 
 
-class _OwnShardStore(ShardStore):
-    """The shard store of one worker: it reads (and repairs) only its own shard's files.
-
-    Other workers append to their shard files at the same time; cutting their "torn" last line would
-    destroy a write in progress.
-    """
-
-    def __init__(self, out_dir: Path, shards: int, shard: int) -> None:
-        super().__init__(out_dir, shards)
-        self.shard = shard
-
-    def load(self) -> set[str]:
-        for kind in (ACCEPTED_DIR, REJECTS_DIR):
-            path = self.out_dir / kind / f"shard-{self.shard:05d}.jsonl"
-            if not path.exists():
-                continue
-            self._repair_tail(path)
-            with path.open(encoding="utf-8") as handle:
-                for line in handle:
-                    if line.strip():
-                        key = _key(line)
-                        if key is not None:
-                            self.done.add(key)
-        return self.done
-
-
-def _key(line: str) -> str | None:
-    from mmat.engine.output import _key_of_line
-
-    return _key_of_line(line)
-
-
 class _ShardEngine(Engine):
     """An :class:`Engine` for one shard: the global limiter, its own store and its own stats file."""
 
@@ -188,7 +156,7 @@ class _ShardEngine(Engine):
         self, *args: Any, limiter: RemoteLimiter, shard: int, stats_path: Path, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.store = _OwnShardStore(self.out_dir, self.config.engine.shards, shard)
+        self.store = ShardStore(self.out_dir, self.config.engine.shards, only_shard=shard)
         self._limiter = limiter
         self._stats_path = stats_path
 

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -249,28 +249,38 @@ class Engine:
     async def _run_with_signals(
         self, records: Iterable[Sample | Reject], total: int | None
     ) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        main = asyncio.current_task()
-        presses = 0
-
-        def on_interrupt() -> None:
-            nonlocal presses
-            presses += 1
-            if presses == 1:
-                logger.warning("Ctrl-C: finishing the samples in flight (press again to abandon them)")
-                self.stop()
-            elif main is not None:
-                main.cancel()
-
-        installed = False
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGINT, on_interrupt)
-            installed = True
         try:
-            return await self.run(records, total=total)
+            with interruptible(self):
+                return await self.run(records, total=total)
         except asyncio.CancelledError:
             return self.stats.to_dict()
         finally:
-            if installed:
-                loop.remove_signal_handler(signal.SIGINT)
             await self.teacher.aclose()
+
+
+@contextlib.contextmanager
+def interruptible(engine: Engine) -> Iterator[None]:
+    """Within a running event loop: Ctrl-C once stops reading input and finishes the samples in
+    flight; twice cancels the current task (the samples in flight are abandoned, never written)."""
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    presses = 0
+
+    def on_interrupt() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            logger.warning("Ctrl-C: finishing the samples in flight (press again to abandon them)")
+            engine.stop()
+        elif main is not None:
+            main.cancel()
+
+    installed = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        installed = True
+    try:
+        yield
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)

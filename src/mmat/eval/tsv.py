@@ -16,56 +16,21 @@ import ast
 import base64
 import binascii
 import csv
-import hashlib
 import io
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from mmat.errors import ImageError, RecordError
 from mmat.schema import ImageRef
+from mmat.sources.image_store import ImageStore, image_extension
 
 # VLMEvalKit writes a duplicated image as the index of the row holding it: any value this short.
 IMAGE_REFERENCE_MAX_LEN = 64
 
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpg"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"BM", "bmp"),
-    (b"II*\x00", "tif"),
-    (b"MM\x00*", "tif"),
-)
 
-
-def image_extension(data: bytes) -> str:
-    """The file extension of encoded image bytes, from their magic number (``img`` when unknown)."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    for magic, ext in _MAGIC:
-        if data.startswith(magic):
-            return ext
-    return "img"
-
-
-class ImageCache:
-    """Writes image bytes once under ``root/<sha256>.<ext>`` and returns references to them."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    def put(self, data: bytes) -> ImageRef:
-        """Store ``data`` (if not stored yet) and return its reference with the sha256 filled."""
-        digest = hashlib.sha256(data).hexdigest()
-        path = self.root / f"{digest}.{image_extension(data)}"
-        if not path.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        return ImageRef(path=str(path.resolve()), sha256=digest)
+class ImageCache(ImageStore):
+    """The content-addressed image store (``<sha256[:2]>/<sha256>.<ext>``) plus base64 cells of TSVs."""
 
     def put_base64(self, text: str, *, where: str) -> ImageRef:
         """Decode one base64 image and store it; ``where`` names the row for error messages."""

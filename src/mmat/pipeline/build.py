@@ -13,10 +13,8 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-import signal
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +106,7 @@ async def build_async(
         progress: show the live panel (default: when writing to a terminal).
     """
     from mmat.engine import Engine
+    from mmat.engine.runner import interruptible
 
     out = Path(out_dir or config.output.dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +130,7 @@ async def build_async(
             if own_tools and teacher.supports_images:
                 # The CCoT image_caption operator asks the teacher: give it the engine's cached, limited chat.
                 tools.chat = engine.context.chat  # type: ignore[attr-defined]
-            with _interruptible(engine):
+            with interruptible(engine):
                 await engine.run(inputs)
     finally:
         if own_tools and hasattr(tools, "aclose"):
@@ -167,33 +166,6 @@ async def _run_on_ray(
         teacher_factory=(lambda _config: teacher) if teacher is not None else None,
         stages_factory=(lambda _config: chosen) if chosen is not None else None,
     )
-
-
-@contextlib.contextmanager
-def _interruptible(engine: Any) -> Iterator[None]:
-    """Ctrl-C once: stop reading input and finish the samples in flight; twice: abandon them."""
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    presses = 0
-
-    def on_interrupt() -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            logger.warning("Ctrl-C: finishing the samples in flight (press again to abandon them)")
-            engine.stop()
-        elif main is not None:
-            main.cancel()
-
-    installed = False
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
-        installed = True
-    try:
-        yield
-    finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGINT)
 
 
 def build(config: RunConfig, **kwargs: Any) -> BuildResult:

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 from mmat.schema import QA, AnswerType, Segment, Signal, TurnKind
-from mmat.stages.verify import normalize_text, numbers_match, parse_number
+from mmat.stages.verify import NUMBER_WORDS, normalize_text, numbers_match, parse_number
 
 META_LEAK = re.compile(
     r"\b(?:standard|gold(?:en)?|given|expected|reference|target|provided|official|ground[- ]truth)\s+"
@@ -34,34 +34,6 @@ _NUMBER = re.compile(r"[-+−]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?%?")
 _ORDINAL_WORD = re.compile(r"\b(?:step|row|column|line|option|figure|table)\s*\Z", re.IGNORECASE)
 _ARITHMETIC = re.compile(r"\d\s*(?:[-+×x*/÷]|times|plus|minus|divided by)\s*[$(]?\d", re.IGNORECASE)
 _DERIVED = re.compile(r"(?:=|≈|equals|is equal to|gives|makes|totals?)\s*[$]?\s*\Z", re.IGNORECASE)
-_WORD_NUMBERS = {
-    w: str(i)
-    for i, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-            "twenty",
-        ]
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -124,7 +96,7 @@ def _mentions(text: str, numbers: list[tuple[float, str]], texts: list[str]) -> 
 
 
 def _in_evidence(evidence: str, numbers: list[tuple[float, str]], texts: list[str]) -> bool:
-    spelled = " ".join(_WORD_NUMBERS.get(word, word) for word in evidence.lower().split())
+    spelled = " ".join(str(NUMBER_WORDS.get(word, word)) for word in evidence.lower().split())
     if _number_positions(spelled, numbers):
         return True
     normalized = normalize_text(evidence)

@@ -22,7 +22,7 @@ from fractions import Fraction
 
 from mmat.schema import QA, AnswerType
 
-_NUMBER_WORDS = {
+NUMBER_WORDS = {
     word: index
     for index, word in enumerate(
         [
@@ -50,6 +50,7 @@ _NUMBER_WORDS = {
         ]
     )
 }
+"""Spelled numbers the answer check and the leak gate read as digits."""
 _NUMBER = re.compile(r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+−]?\.\d+")
 _FRACTION = re.compile(r"\A([-+−]?)(?:(\d+)\s+)?(\d+)\s*/\s*(\d+)\Z")
 _CURRENCY = "$€£¥₹"
@@ -94,8 +95,8 @@ def parse_number(text: str, unit: str | None = None) -> float | None:
         value = Fraction(int(whole or 0)) + Fraction(int(num), int(den))
         return float(-value if sign in ("-", "−") else value)
     lowered = raw.lower()
-    if lowered in _NUMBER_WORDS:
-        return float(_NUMBER_WORDS[lowered])
+    if lowered in NUMBER_WORDS:
+        return float(NUMBER_WORDS[lowered])
     numbers = _NUMBER.findall(raw)
     if len(numbers) != 1:
         return None

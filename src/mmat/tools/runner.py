@@ -39,6 +39,7 @@ from mmat.schema import ImageRef, ToolResult
 from mmat.tools.base import AsyncTool, Availability, BatchTool, Tool
 from mmat.tools.cache import CACHE_FILE, ToolCache, tool_cache_key
 from mmat.tools.function import FunctionTool
+from mmat.wire import canonical_operator
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +57,8 @@ BATCH_WINDOW_S = 0.01
 ChatFn = Callable[..., Awaitable[Any]]
 
 
-def canonical_operator(name: str) -> str:
-    """``"face detection"`` (RR text spelling) -> ``"face_detection"``."""
-    return "_".join(name.strip().lower().split())
+def _refs_key(images: Sequence[ImageRef]) -> tuple[tuple[str, str], ...]:
+    return tuple((ref.root or "", ref.path) for ref in images)
 
 
 def failure(tool: str, version: str, code: str, message: str) -> ToolResult:
@@ -173,8 +173,9 @@ class ToolRunner:
         self._tool_locks: dict[int, threading.Lock] = {}
         self._inflight: dict[str, asyncio.Future[ToolResult]] = {}
         self._batchers: dict[str, _Batcher] = {}
-        self._scene_graphs: dict[tuple[str, ...], Any] = {}
-        self._captions_in_flight: dict[tuple[str, ...], asyncio.Future[ToolResult]] = {}
+        # keyed by the images' (root, path): known before any await, unlike their sha256
+        self._scene_graphs: dict[tuple[tuple[str, str], ...], Any] = {}
+        self._captions_in_flight: dict[tuple[tuple[str, str], ...], asyncio.Future[None]] = {}
         self._search: Any = None
 
     # ----------------------------------------------------------------------------------------------
@@ -255,6 +256,28 @@ class ToolRunner:
     async def run(self, name: str, images: Sequence[ImageRef], **args: Any) -> ToolResult:
         """Run operator ``name`` on ``images``; failures come back in ``ToolResult.error``."""
         op = canonical_operator(name)
+        if op != "image_caption":
+            return await self._run(op, name, images, **args)
+        # Mark the caption as running before the first await, so that a label_bbox of the same step,
+        # scheduled right after it, waits for its scene graph instead of captioning a second time.
+        key = _refs_key(images)
+        marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._captions_in_flight.setdefault(key, marker)
+        try:
+            result = await self._run(op, name, images, **args)
+            if (
+                result.error is None
+                and isinstance(result.payload, dict)
+                and result.payload.get("scene_graph")
+            ):
+                self._scene_graphs[key] = result.payload["scene_graph"]
+            return result
+        finally:
+            if self._captions_in_flight.get(key) is marker:
+                del self._captions_in_flight[key]
+            marker.set_result(None)
+
+    async def _run(self, op: str, name: str, images: Sequence[ImageRef], **args: Any) -> ToolResult:
         self.stats["requests"] += 1
         tool = self._tools.get(op)
         if tool is None and op in self._missing:
@@ -281,7 +304,7 @@ class ToolRunner:
             return failure(op, version, code, str(error))
         shas = tuple(ref.sha256 or "" for ref in hashed)
         if op == "label_bbox" and not any(args.get(k) for k in ("queries", "labels", "query", "scene_graph")):
-            graph = await self._scene_graph_for(shas, hashed)
+            graph = await self._scene_graph_for(images)
             if graph is not None:
                 args = {**args, "scene_graph": graph}
         key = tool_cache_key(shas, op, version, args)
@@ -305,8 +328,6 @@ class ToolRunner:
             return result.model_copy(update={"cached": True, "elapsed_s": time.perf_counter() - started})
         future: asyncio.Future[ToolResult] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
-        if op == "image_caption":
-            self._captions_in_flight[shas] = future
         try:
             result = await self._execute(op, tool, version, hashed, args)
             result = result.model_copy(
@@ -320,10 +341,6 @@ class ToolRunner:
             if result.error is None:
                 if cacheable:
                     await asyncio.get_running_loop().run_in_executor(None, self.cache.put, key, result)
-                if op == "image_caption" and isinstance(result.payload, dict):
-                    graph = result.payload.get("scene_graph")
-                    if graph:
-                        self._scene_graphs[shas] = graph
             else:
                 self.stats["errors"] += 1
             future.set_result(result)
@@ -337,15 +354,14 @@ class ToolRunner:
             raise
         finally:
             self._inflight.pop(key, None)
-            if self._captions_in_flight.get(shas) is future:
-                del self._captions_in_flight[shas]
 
-    async def _scene_graph_for(self, shas: tuple[str, ...], images: Sequence[ImageRef]) -> Any:
+    async def _scene_graph_for(self, images: Sequence[ImageRef]) -> Any:
         """The scene graph of these images for label_bbox queries: from a finished caption, from one
         still running (a step that asked for both operators at once), or by captioning now."""
-        if shas in self._scene_graphs:
-            return self._scene_graphs[shas]
-        pending = self._captions_in_flight.get(shas)
+        key = _refs_key(images)
+        if key in self._scene_graphs:
+            return self._scene_graphs[key]
+        pending = self._captions_in_flight.get(key)
         if pending is not None:
             await asyncio.wait([pending])  # never raises the caption's failure: its own caller sees it
         elif (
@@ -353,7 +369,7 @@ class ToolRunner:
         ):
             # only a teacher caption has a scene graph; the fallback caption would cost OCR for nothing
             await self.run("image_caption", images)
-        return self._scene_graphs.get(shas)
+        return self._scene_graphs.get(key)
 
     async def _hash_images(self, images: Sequence[ImageRef]) -> list[ImageRef]:
         def work() -> list[ImageRef]:
