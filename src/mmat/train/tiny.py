@@ -27,8 +27,18 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<image>", "<|im_start|>", "<|im_end|>")
 
 
-def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 512) -> object:
-    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on ``texts`` (offline, a second or less)."""
+def train_tokenizer(
+    texts: Iterable[str],
+    *,
+    vocab_size: int = 512,
+    special_tokens: Iterable[str] = SPECIAL_TOKENS,
+    **named_tokens: Any,
+) -> Any:
+    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on ``texts`` (offline, a second or less).
+
+    ``named_tokens`` are passed to the tokenizer (``bos_token``, ``eos_token``, ``pad_token``,
+    ``extra_special_tokens``...); the default is LLaVA's set.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -37,17 +47,17 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 512) -> object:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(list(texts), trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token="<s>",
-        eos_token="<|im_end|>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"},
-    )
+    names = named_tokens or {
+        "bos_token": "<s>",
+        "eos_token": "<|im_end|>",
+        "pad_token": "<pad>",
+        "extra_special_tokens": {"image_token": "<image>"},
+    }
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **names)
 
 
 def build_tiny_llava(
@@ -164,23 +174,17 @@ def build_tiny_qwen2_vl(
     Images are resized to 4..16 patches of 28 x 28 pixels (1..4 tokens after the 2 x 2 merge).
     """
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from mmat.train.processors import QwenVLImageTokenProcessor
 
-    tokenizer_model = Tokenizer(models.BPE(unk_token=None))
-    tokenizer_model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer_model.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
+    tokenizer = train_tokenizer(
+        texts,
         vocab_size=vocab_size,
         special_tokens=list(QWEN_SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer_model.train_from_iterator(list(texts), trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer_model, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
     )
     image_processor = Qwen2VLImageProcessorPil(
         min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2, temporal_patch_size=2
@@ -246,23 +250,17 @@ def build_tiny_internvl(
     pixel shuffle (``image_seq_length`` 1).
     """
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import InternVLConfig, InternVLForConditionalGeneration, PreTrainedTokenizerFast
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
     from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
     from mmat.train.processors import InternVLImageTokenProcessor
 
-    tokenizer_model = Tokenizer(models.BPE(unk_token=None))
-    tokenizer_model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer_model.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
+    tokenizer = train_tokenizer(
+        texts,
         vocab_size=vocab_size,
         special_tokens=list(INTERNVL_SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer_model.train_from_iterator(list(texts), trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer_model, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
     )
     image_processor = GotOcr2ImageProcessorPil(
         size={"height": 28, "width": 28}, crop_to_patches=True, min_patches=1, max_patches=3
@@ -332,26 +330,17 @@ def build_tiny_mllama(
 ) -> Path:
     """Build, save and return a tiny random Mllama (Llama-3.2-Vision family): 28 px tiles, up to 4."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
         MllamaConfig,
         MllamaForConditionalGeneration,
         MllamaProcessor,
-        PreTrainedTokenizerFast,
     )
     from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
 
-    tokenizer_model = Tokenizer(models.BPE(unk_token=None))
-    tokenizer_model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer_model.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
+    tokenizer = train_tokenizer(
+        texts,
         vocab_size=vocab_size,
         special_tokens=list(MLLAMA_SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tokenizer_model.train_from_iterator(list(texts), trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer_model,
         bos_token="<|begin_of_text|>",
         eos_token="<|eot_id|>",
         pad_token="<|finetune_right_pad_id|>",
@@ -416,26 +405,19 @@ def build_tiny_idefics3(
 ) -> Path:
     """Build, save and return a tiny random Idefics3: images split into 28 px crops plus a global view."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
         Idefics3Config,
         Idefics3ForConditionalGeneration,
         Idefics3Processor,
-        PreTrainedTokenizerFast,
     )
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
     specials = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<image>", "<fake_token_around_image>"]
     specials += ["<global-img>"] + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
-    tokenizer_model = Tokenizer(models.BPE(unk_token=None))
-    tokenizer_model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer_model.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tokenizer_model.train_from_iterator(list(texts), trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer_model,
+    tokenizer = train_tokenizer(
+        texts,
+        vocab_size=vocab_size,
+        special_tokens=specials,
         bos_token="<|im_start|>",
         eos_token="<end_of_utterance>",
         pad_token="<|endoftext|>",
