@@ -73,7 +73,9 @@ def test_report_counts_qas_across_whole_and_partial_rejects(tmp_path: Path) -> N
     rejects = shard_file(tmp_path, "rejects", 0)
     rejects.parent.mkdir(parents=True)
     whole = Reject(id="c", source="llava_cot", stage="rationale", reason="answer_mismatch")
-    rejects.write_text(whole.model_dump_json() + "\n" + bad_record.model_dump_json() + "\n")
+    # what the engine writes for the QA dropped from the kept dialogue b
+    dropped = Reject(id="b", source="llava_cot", qa_id="1", stage="reflection", reason="answer_leak")
+    rejects.write_text("\n".join(r.model_dump_json() for r in (whole, bad_record, dropped)) + "\n")
     report = build_report(
         tmp_path, tally, stats={"teacher": "mock", "calls": 9, "cost_usd": 0.5, "rates": {}}
     )

@@ -7,7 +7,8 @@ run cuts off. The shard files are the completion index: on start the engine read
 records already written and skips them; everything else (the samples in flight at the kill) runs
 again, their finished teacher calls served by the call cache.
 
-A record's key is its sample id; a loader reject without an id is keyed by its location.
+A record's key is its sample id; the reject of one QA of a dialogue that was kept is keyed
+``id#qa_id``; a loader reject without an id is keyed by its location.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ logger = logging.getLogger(__name__)
 
 
 def record_key(record: Sample | Reject) -> str:
-    """What identifies a record across runs (its id; a reject without one, its location or content)."""
+    """What identifies a record across runs: its id (``id#qa_id`` for the reject of one QA of a kept
+    dialogue); a reject without an id, its location or content."""
+    if isinstance(record, Reject) and record.id and record.qa_id is not None:
+        return f"{record.id}#{record.qa_id}"
     if record.id:
         return record.id
     if isinstance(record, Sample):  # unreachable: a sample always has an id
@@ -50,6 +54,8 @@ def _key_of_line(line: str) -> str | None:
         return None
     if not isinstance(data, dict):
         return None
+    if data.get("id") and data.get("qa_id") is not None and "qas" not in data:
+        return f"{data['id']}#{data['qa_id']}"
     if data.get("id"):
         return str(data["id"])
     where = (

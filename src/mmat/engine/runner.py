@@ -157,6 +157,21 @@ class Engine:
         return Reject(id=sample.id, source=sample.source, stage=stage, reason=reason, detail=detail)
 
     def _write(self, record: Sample | Reject) -> None:
+        if isinstance(record, Sample):
+            # QAs dropped from a kept dialogue go to the rejects file too, before the dialogue itself:
+            # a kill in between reruns the dialogue, and the keys already written are not written again.
+            for dropped in record.metadata.get("rejected_qas", []):
+                reject = Reject(
+                    id=record.id,
+                    source=record.source,
+                    qa_id=str(dropped["qa_id"]),
+                    stage=dropped["stage"],
+                    reason=dropped["reason"],
+                    detail=dropped.get("detail", ""),
+                )
+                if record_key(reject) not in self.store.done:
+                    self.store.write(reject)
+                    self.stats.rejects_by_reason[reject.reason] += 1
         self.store.write(record)
         if isinstance(record, Sample):
             self.stats.accepted += 1

@@ -6,7 +6,7 @@ any time: ``mmat build`` writes ``OUT/report.json`` and ``OUT/report.md`` at the
 
 Counts are per QA where the paper counts per QA: every input QA is either accepted (a segment of an
 accepted dialogue) or rejected (a whole-dialogue reject, or a QA dropped from a kept dialogue and
-listed in its ``metadata["rejected_qas"]``); ``check.adds_up`` says whether they add up.
+written to the rejects file with their ``qa_id``); ``check.adds_up`` says whether they add up.
 """
 
 from __future__ import annotations
@@ -80,10 +80,6 @@ def build_report(
     for sample in store.iter_accepted(out):
         counts = per_source[sample.source]
         counts["dialogues"] += 1
-        for item in sample.metadata.get("rejected_qas", []):
-            rejected_by_reason[item["reason"]] += 1
-            rejected_by_stage[item["stage"]] += 1
-            per_source[sample.source]["rejected_qas"] += 1
         if sample.quality is not None:
             scores.append(sample.quality.score)
         if sample.trajectory is None:
@@ -108,6 +104,11 @@ def build_report(
                 reflections[reflection.kind.value] += 1
     source_reject_records = 0
     for reject in store.iter_rejects(out):
+        if reject.qa_id is not None:  # one QA of a dialogue that was kept
+            rejected_by_reason[reject.reason] += 1
+            rejected_by_stage[reject.stage] += 1
+            per_source[reject.source or "unknown"]["rejected_qas"] += 1
+            continue
         n_qas = tally.qas_by_id.get(reject.id or "")
         if n_qas is None:
             source_reject_records += 1

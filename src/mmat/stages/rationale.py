@@ -21,7 +21,7 @@ Choices worth knowing:
 - **The step limit**: the teacher is told when its next step is the last; a last step that still asks
   for tools is written without them and ends the reasoning.
 - **Multi-QA dialogues** give one segment per QA, run one after the other. A QA that fails is listed
-  in ``sample.metadata["rejected_qas"]`` (counted as a reject in the report); the dialogue is
+  in ``sample.metadata["rejected_qas"]``, and the engine writes it to the rejects file; the dialogue is
   rejected only when no QA is left.
 - **The final answer turn** holds the gold answer (the Foundation stage keeps it unchanged); the
   teacher's own answer only decides whether the QA is accepted.
@@ -72,7 +72,7 @@ def rag_enabled(ctx: StageContext) -> bool:
 
 
 def record_qa_reject(sample: Sample, qa: QA, stage: str, reason: str, detail: str) -> None:
-    """Note a QA that did not make it; the build report counts these with the rejects."""
+    """Note a QA that did not make it; the engine writes it to the rejects file with its ``qa_id``."""
     sample.metadata.setdefault("rejected_qas", []).append(
         {"qa_id": qa.qa_id, "stage": stage, "reason": reason, "detail": detail}
     )
