@@ -29,7 +29,6 @@ import json
 import logging
 import re
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,8 @@ from typing import Any
 from mmat.agent.encoding import sniff_mime
 from mmat.agent.result import AgentMode
 from mmat.agent.runtime import MODES, Agent
-from mmat.errors import ConfigError, MissingDependencyError, MmatError
+from mmat.errors import ConfigError, MmatError
+from mmat.llm.serving import BackgroundServer
 from mmat.schema import ImageRef
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def mode_for(body: dict[str, Any], default: AgentMode) -> AgentMode:
     return default
 
 
-class AgentServer:
+class AgentServer(BackgroundServer):
     """Serves one :class:`Agent` over HTTP on loopback, in a background thread or in the foreground.
 
     Args:
@@ -88,110 +88,40 @@ class AgentServer:
         if default_mode not in MODES:
             raise ConfigError(f"unknown agent mode {default_mode!r}; valid modes: {', '.join(MODES)}")
         self.agent = agent
-        self.host = host
         self.default_mode: AgentMode = default_mode
         self.max_concurrent = max_concurrent
-        self._requested_port = port
-        self._port: int | None = None
+        super().__init__(host=host, port=port)
         self._images = tempfile.TemporaryDirectory(prefix="mmat-agent-images-")
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
         self._slots: asyncio.Semaphore | None = None
         self.requests_served = 0
 
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise ConfigError("the agent server is not running; call start() or use it as `with`")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
-
-    # -- lifecycle ---------------------------------------------------------------------------------
-
-    def start(self) -> AgentServer:
-        """Serve in a background thread; returns once the port is open."""
-        if self._thread is not None:
-            return self
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._main(ready))
-            except BaseException as error:
-                failure.append(error)
-                ready.set()
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=serve, name="mmat-agent-server", daemon=True)
-        self._thread.start()
-        ready.wait(30)
-        if failure:
-            self._thread = None
-            raise ConfigError(
-                f"the agent server could not start on {self.host}:{self._requested_port}: {failure[0]}"
-            )
-        return self
+    label = "agent server"
 
     def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-        self._thread = None
-        self._port = None
+        super().stop()
         self._images.cleanup()
-
-    def __enter__(self) -> AgentServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def serve_forever(self, on_ready: Any = None) -> None:
         """Serve in the calling thread until interrupted (the CLI's mode)."""
-        ready = threading.Event()
-        if on_ready is not None:
-            threading.Thread(target=lambda: (ready.wait(30), on_ready(self)), daemon=True).start()
         try:
-            asyncio.run(self._main(ready))
+            super().serve_forever(on_ready)
         finally:
             self._images.cleanup()
 
-    async def _main(self, ready: threading.Event) -> None:
-        try:
-            from aiohttp import web
-        except ImportError as error:
-            raise MissingDependencyError("the agent server (aiohttp)", "agent", error) from None
-        self._stop = asyncio.Event()
+    def build_app(self) -> Any:
+        from aiohttp import web
+
         self._slots = asyncio.Semaphore(self.max_concurrent)
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self._port = sockets[0].getsockname()[1] if sockets else self._requested_port
-        ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()
-            aclose = getattr(self.agent.model, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        return app
+
+    async def on_shutdown(self) -> None:
+        aclose = getattr(self.agent.model, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     # -- requests ----------------------------------------------------------------------------------
 

@@ -47,9 +47,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mmat.errors import ConfigError
+from mmat.llm.serving import BackgroundServer
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ class _TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
 
-class MockTeacherServer:
+class MockTeacherServer(BackgroundServer):
     """An OpenAI-compatible chat server on 127.0.0.1 with scripted replies, faults and latency.
 
     Args:
@@ -296,75 +297,18 @@ class MockTeacherServer:
         self._queue: collections.deque[Reply] = collections.deque()
         self._lock = threading.Lock()
         self._bucket = _TokenBucket(rpm_limit) if rpm_limit else None
-        self._requested_port = port
-        self._port: int | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
+        super().__init__(host="127.0.0.1", port=port)
         self._ids = itertools.count(1)
         self._files: dict[str, dict[str, Any]] = {}
         self._batches: dict[str, dict[str, Any]] = {}
 
-    # -- lifecycle ---------------------------------------------------------------------------------
+    label = "mock teacher server"
+    shutdown_timeout_s = 0.5
+    site_options: ClassVar[dict[str, Any]] = {"backlog": 1024, "reuse_address": True}
 
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise ConfigError("the mock teacher server is not running; call start() or use it as `with`")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> MockTeacherServer:
-        """Start serving in a background thread; returns self once the port is open."""
-        if self._thread is not None:
-            return self
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=self._serve, args=(ready, failure), name="mmat-mock-teacher", daemon=True
-        )
-        self._thread.start()
-        ready.wait(30)
-        if failure:
-            self._thread = None
-            raise ConfigError(f"the mock teacher server could not start: {failure[0]}")
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close every connection (held ``timeout`` requests are dropped)."""
-        if self._thread is None or self._loop is None:
-            return
-        loop, stop_event = self._loop, self._stop_event
-        if stop_event is not None:
-            loop.call_soon_threadsafe(stop_event.set)
-        self._thread.join(30)
-        self._thread = None
-        self._port = None
-
-    def __enter__(self) -> MockTeacherServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._main(ready))
-        except BaseException as error:  # reported to start()
-            failure.append(error)
-            ready.set()
-        finally:
-            loop.close()
-
-    async def _main(self, ready: threading.Event) -> None:
+    def build_app(self) -> Any:
         from aiohttp import web
 
-        self._stop_event = asyncio.Event()
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
@@ -377,18 +321,7 @@ class MockTeacherServer:
         app.router.add_get("/mock/stats", self._stats)
         app.router.add_post("/mock/reset", self._reset)
         app.router.add_post("/mock/script", self._remote_script)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self._requested_port, backlog=1024, reuse_address=True)
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self._port = sockets[0].getsockname()[1] if sockets else self._requested_port
-        ready.set()
-        try:
-            await self._stop_event.wait()
-        finally:
-            await runner.cleanup()
+        return app
 
     # -- scripting ---------------------------------------------------------------------------------
 
