@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from mmat.engine.context import DeferredCall, EngineContext
-from mmat.engine.output import record_key
 from mmat.errors import ConfigError
 from mmat.schema import Reject, Sample
 
@@ -29,24 +28,9 @@ CHUNK_SAMPLES = 10_000
 
 
 def _chunks(engine: Engine, records: Iterable[Sample | Reject], size: int) -> Iterator[list[Sample]]:
-    seen: set[str] = set()
     chunk: list[Sample] = []
-    for record in records:
-        if engine._stopping:
-            break
-        engine.stats.samples_seen += 1
-        key = record_key(record)
-        if key in engine.store.done:
-            engine.stats.skipped_done += 1
-            continue
-        if key in seen:
-            engine.stats.skipped_duplicate += 1
-            continue
-        seen.add(key)
-        if isinstance(record, Reject):
-            engine._write(record)
-            continue
-        chunk.append(record)
+    for sample in engine.pending(records):
+        chunk.append(sample)
         if len(chunk) >= size:
             yield chunk
             chunk = []

@@ -156,6 +156,27 @@ class Engine:
     def _reject(self, sample: Sample, stage: str, reason: str, detail: str) -> Reject:
         return Reject(id=sample.id, source=sample.source, stage=stage, reason=reason, detail=detail)
 
+    def pending(self, records: Iterable[Sample | Reject]) -> Iterator[Sample]:
+        """The samples of ``records`` still to process: finished and repeated ones are skipped, loader
+        rejects are written at once, and reading stops when :meth:`stop` was called."""
+        seen: set[str] = set()
+        for record in records:
+            if self._stopping:
+                break
+            self.stats.samples_seen += 1
+            key = record_key(record)
+            if key in self.store.done:
+                self.stats.skipped_done += 1
+                continue
+            if key in seen:
+                self.stats.skipped_duplicate += 1
+                continue
+            seen.add(key)
+            if isinstance(record, Reject):
+                self._write(record)
+                continue
+            yield record
+
     def _write(self, record: Sample | Reject) -> None:
         if isinstance(record, Sample):
             # QAs dropped from a kept dialogue go to the rejects file too, before the dialogue itself:
@@ -197,7 +218,6 @@ class Engine:
         ctx = self.context
         slots = asyncio.Semaphore(max(1, self.config.engine.max_samples_in_flight))
         tasks: set[asyncio.Task[None]] = set()
-        seen: set[str] = set()
         ticker = asyncio.get_running_loop().create_task(self._tick())
         self.progress.start()
 
@@ -209,21 +229,7 @@ class Engine:
                 slots.release()
 
         try:
-            for record in records:
-                if self._stopping:
-                    break
-                self.stats.samples_seen += 1
-                key = record_key(record)
-                if key in self.store.done:
-                    self.stats.skipped_done += 1
-                    continue
-                if key in seen:
-                    self.stats.skipped_duplicate += 1
-                    continue
-                seen.add(key)
-                if isinstance(record, Reject):
-                    self._write(record)
-                    continue
+            for record in self.pending(records):
                 await slots.acquire()
                 self.stats.in_flight_samples += 1
                 task = asyncio.get_running_loop().create_task(one(record))
